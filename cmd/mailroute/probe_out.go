@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fatih/color"
+
+	"github.com/mailroute/mailroute/probe"
+)
+
+// verdictColor: green is good news, yellow is a wall the user can walk
+// around (use a relay), red is something wrong or hostile.
+var verdictColor = map[probe.Verdict]*color.Color{
+	probe.Open:        color.New(color.FgGreen, color.Bold),
+	probe.Refused:     color.New(color.FgYellow, color.Bold),
+	probe.Filtered:    color.New(color.FgYellow, color.Bold),
+	probe.Unreachable: color.New(color.FgYellow, color.Bold),
+	probe.Intercepted: color.New(color.FgRed, color.Bold),
+	probe.Failed:      color.New(color.FgRed, color.Bold),
+}
+
+var (
+	bold = color.New(color.Bold)
+	dim  = color.New(color.Faint)
+)
+
+// printReport writes the human report: grouped by target, then the summary.
+func printReport(w io.Writer, rep *probe.Report) {
+	for _, d := range rep.Domains {
+		bold.Fprintf(w, "%s", d.Name)
+		switch {
+		case d.DNSError != nil:
+			fmt.Fprintf(w, "  %s\n", color.RedString(d.DNSError.Message))
+			continue
+		case d.NullMX:
+			fmt.Fprintf(w, "  null MX: accepts no mail\n")
+			continue
+		case d.Implicit:
+			fmt.Fprintf(w, "  no MX: implicit MX (the domain's own address)\n")
+		default:
+			fmt.Fprintln(w)
+		}
+		for _, mx := range d.MX {
+			fmt.Fprintf(w, "  MX %d %s", mx.Pref, mx.Host)
+			if mx.AddrError != "" {
+				fmt.Fprintf(w, "  %s", color.RedString(mx.AddrError))
+			}
+			fmt.Fprintln(w)
+			for _, e := range d.Ends {
+				if e.Host == mx.Host {
+					printEndpoint(w, e, "    ")
+				}
+			}
+		}
+	}
+	for _, r := range rep.Relays {
+		bold.Fprintf(w, "relay %s", r.Host)
+		if r.Source != "--relay" {
+			fmt.Fprintf(w, " (%s)", r.Source)
+		}
+		if r.Error != nil {
+			fmt.Fprintf(w, "  %s\n", color.RedString(r.Error.Message))
+			continue
+		}
+		fmt.Fprintln(w)
+		for _, e := range r.Ends {
+			printEndpoint(w, e, "  ")
+		}
+	}
+	if len(rep.Domains)+len(rep.Relays) > 0 {
+		fmt.Fprintln(w)
+	}
+	bold.Fprintln(w, "Summary")
+	for _, s := range rep.Summary {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	dim.Fprintf(w, "  (probed in %s, timeout %s, resolver %s)\n", rep.Elapsed, rep.Timeout, strings.Join(rep.Resolver, ", "))
+}
+
+func printEndpoint(w io.Writer, e *probe.Endpoint, indent string) {
+	c := verdictColor[e.Verdict]
+	if c == nil {
+		c = color.New()
+	}
+	fmt.Fprintf(w, "%s%s  %s", indent, hostPort(e), c.Sprint(e.Verdict))
+	fmt.Fprintf(w, "  %s", dim.Sprint(ms(e.Timings.Connect)))
+	if e.Error != "" {
+		fmt.Fprintf(w, "  %s", e.Error)
+	}
+	fmt.Fprintln(w)
+	in := indent + "   "
+	if e.Banner != nil {
+		fmt.Fprintf(w, "%sbanner: %s\n", in, e.Banner.String())
+	}
+	if e.Problem != "" {
+		fmt.Fprintf(w, "%s%s %s\n", in, color.RedString("problem:"), e.Problem)
+	}
+	for _, ev := range e.Evidence {
+		fmt.Fprintf(w, "%s%s %s\n", in, color.RedString("evidence:"), ev)
+	}
+	for _, n := range e.Notes {
+		fmt.Fprintf(w, "%snote: %s\n", in, n)
+	}
+	if len(e.EHLO) > 0 && e.TLSMode != "implicit" {
+		fmt.Fprintf(w, "%sEHLO: %s\n", in, caps(e.EHLO))
+	}
+	if t := e.TLS; t != nil {
+		trust := color.GreenString("verified")
+		if !t.Verified {
+			trust = color.RedString("not trusted: " + t.VerifyError)
+		}
+		fmt.Fprintf(w, "%sTLS: %s %s (%s)\n", in, t.Version, t.Cipher, ms(e.Timings.TLS))
+		fmt.Fprintf(w, "%scertificate: %s, issuer %s, expires %s, %s\n", in,
+			strings.Join(t.Names, " "), t.Issuer, t.NotAfter.Format(time.DateOnly), trust)
+	}
+	if len(e.EHLOTLS) > 0 {
+		fmt.Fprintf(w, "%sEHLO after TLS: %s\n", in, caps(e.EHLOTLS))
+	}
+}
+
+func hostPort(e *probe.Endpoint) string {
+	mode := ""
+	if e.TLSMode == "implicit" {
+		mode = " (TLS)"
+	}
+	if strings.Contains(e.Addr, ":") {
+		return fmt.Sprintf("[%s]:%d%s", e.Addr, e.Port, mode)
+	}
+	return fmt.Sprintf("%s:%d%s", e.Addr, e.Port, mode)
+}
+
+func caps(m map[string]string) string {
+	var out []string
+	for k, v := range m {
+		if v != "" {
+			k += "=" + v
+		}
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+func ms(d probe.Duration) string { return d.String() }

@@ -1,0 +1,200 @@
+package probe
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// verdictRank orders verdicts so a host with several addresses is judged by
+// its best one (an IPv6 address without a route must not hide an open IPv4).
+var verdictRank = map[Verdict]int{Open: 0, Intercepted: 1, Refused: 2, Unreachable: 3, Filtered: 4, Failed: 5}
+
+// meaning is what each port-25 verdict says about this network, in words.
+var meaning = map[Verdict]string{
+	Filtered:    "your network drops outbound SMTP (most ISPs do this to stop spam)",
+	Refused:     "something rejects the connections (a firewall, or your ISP)",
+	Unreachable: "the network refuses to route to them (ICMP prohibited or no route)",
+	Intercepted: "your ISP answers port 25 itself instead of the recipients' servers",
+	Failed:      "the connections failed",
+}
+
+// CanSend reports whether some endpoint could take a message: a usable MX
+// on port 25 (not intercepted) or a usable relay port.
+func (r *Report) CanSend() bool {
+	for _, e := range r.Endpoints() {
+		if e.Usable() {
+			return true
+		}
+	}
+	return false
+}
+
+func summarize(rep *Report) []string {
+	var out []string
+	if rep.Offline {
+		return []string{"No DNS server answered and no server could be reached: this machine seems to be offline, or DNS is blocked. Check the network, or name a resolver with --resolver."}
+	}
+	for _, d := range rep.Domains {
+		switch {
+		case d.DNSError != nil:
+			out = append(out, domainProblem(d))
+		case d.NullMX:
+			out = append(out, fmt.Sprintf("%s accepts no mail: it publishes a null MX (RFC 7505).", d.Name))
+		case d.Implicit:
+			out = append(out, fmt.Sprintf("%s has no MX record; mail goes to the domain's own address (implicit MX).", d.Name))
+		}
+	}
+	if s := mxSummary(rep); s != "" {
+		out = append(out, s)
+	}
+	for _, r := range rep.Relays {
+		out = append(out, relaySummary(r))
+	}
+	if !rep.CanSend() {
+		out = append(out, "Nothing reachable from here can take a message.")
+	}
+	return out
+}
+
+func domainProblem(d *Domain) string {
+	switch d.DNSError.Kind {
+	case "nxdomain":
+		return fmt.Sprintf("%s does not exist (NXDOMAIN): check the spelling.", d.Name)
+	case "nodata":
+		return fmt.Sprintf("%s has neither an MX record nor an address: it cannot receive mail.", d.Name)
+	case "servfail":
+		return fmt.Sprintf("The DNS server failed to look up %s (SERVFAIL): its DNS is broken or unreachable right now; try later.", d.Name)
+	case "timeout", "network":
+		return fmt.Sprintf("No DNS answer for %s: %s.", d.Name, d.DNSError.Message)
+	}
+	return fmt.Sprintf("DNS look-up of %s failed: %s.", d.Name, d.DNSError.Message)
+}
+
+// hostVerdicts returns each MX host's best verdict, hosts in report order.
+func hostVerdicts(rep *Report) (hosts []string, best map[string]*Endpoint) {
+	best = map[string]*Endpoint{}
+	for _, d := range rep.Domains {
+		for _, e := range d.Ends {
+			b, ok := best[e.Host]
+			if !ok {
+				hosts = append(hosts, e.Host)
+			}
+			if !ok || verdictRank[e.Verdict] < verdictRank[b.Verdict] {
+				best[e.Host] = e
+			}
+		}
+	}
+	return hosts, best
+}
+
+func mxSummary(rep *Report) string {
+	hosts, best := hostVerdicts(rep)
+	if len(hosts) == 0 {
+		return ""
+	}
+	count := map[Verdict]int{}
+	usable, verified := 0, 0
+	var banners []string
+	for _, h := range hosts {
+		e := best[h]
+		count[e.Verdict]++
+		if e.Usable() {
+			usable++
+			if e.TLS != nil && e.TLS.Verified {
+				verified++
+			}
+		}
+		if e.Verdict == Intercepted && e.BannerHost != "" {
+			banners = append(banners, e.BannerHost)
+		}
+	}
+	n := len(hosts)
+	var parts []string
+	if usable > 0 {
+		s := fmt.Sprintf("Port 25 reaches %d of %d MX hosts directly", usable, n)
+		if verified > 0 {
+			s += fmt.Sprintf(" (STARTTLS with a verified certificate on %d)", verified)
+		}
+		parts = append(parts, s)
+	}
+	if c := count[Open] - usable; c > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d MX hosts accept the connection but do not greet properly", c, n))
+	}
+	for _, v := range []Verdict{Intercepted, Filtered, Refused, Unreachable, Failed} {
+		c := count[v]
+		if c == 0 {
+			continue
+		}
+		s := fmt.Sprintf("port 25 is %s on %d of %d MX hosts: %s", v, c, n, meaning[v])
+		if v == Failed {
+			s = fmt.Sprintf("port 25 connections failed on %d of %d MX hosts", c, n)
+		}
+		if v == Intercepted {
+			slices.Sort(banners)
+			s += " (they all answer as " + strings.Join(slices.Compact(banners), ", ") + ")"
+		}
+		parts = append(parts, s)
+	}
+	s := strings.Join(parts, "; ") + "."
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func relaySummary(r *Relay) string {
+	if r.Error != nil {
+		return fmt.Sprintf("Relay %s: %s.", r.Host, r.Error.Message)
+	}
+	var ok, closed []string
+	auth := map[string]bool{}
+	var plainAuth []string
+	for _, e := range r.Ends {
+		label := ":" + strconv.Itoa(e.Port)
+		if e.Usable() {
+			mode := "STARTTLS"
+			switch {
+			case e.TLSMode == "implicit":
+				mode = "implicit TLS"
+			case e.TLS == nil:
+				mode = "no TLS"
+			}
+			ok = append(ok, label+" ("+mode+")")
+			for _, m := range e.AuthTLS {
+				auth[m] = true
+			}
+			if len(e.AuthPlain) > 0 {
+				plainAuth = append(plainAuth, label)
+			}
+		} else {
+			what := string(e.Verdict)
+			if e.Verdict == Open {
+				what = e.Problem
+			}
+			closed = append(closed, label+" "+what)
+		}
+	}
+	s := "Relay " + r.Host
+	if r.Source != "--relay" {
+		s += " (found by " + map[string]string{"srv": "its SRV records", "guess": "guessing its name"}[r.Source] + ")"
+	}
+	if len(ok) > 0 {
+		s += ": " + strings.Join(ok, " and ") + " accept connections"
+		if len(auth) > 0 {
+			var ms []string
+			for m := range auth {
+				ms = append(ms, m)
+			}
+			slices.Sort(ms)
+			s += "; AUTH " + strings.Join(ms, " ") + " after TLS"
+		}
+	} else {
+		s += ": no port accepts mail"
+	}
+	if len(closed) > 0 {
+		s += "; " + strings.Join(closed, ", ")
+	}
+	if len(plainAuth) > 0 {
+		s += "; AUTH is offered before TLS on " + strings.Join(plainAuth, ", ") + " (a password there would cross the network in clear)"
+	}
+	return s + "."
+}
