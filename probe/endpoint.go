@@ -79,7 +79,7 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, sta
 				return
 			}
 		}
-		e.Problem = p.conversationProblem(ctx, replies, err)
+		e.Problem = p.conversationProblem(ctx, rec, err)
 		return
 	}
 	defer c.Close()
@@ -126,7 +126,7 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, 
 	replies := inner.Replies()
 	p.takeGreeting(e, replies, start)
 	if err != nil {
-		e.Problem = p.conversationProblem(ctx, replies, err)
+		e.Problem = p.conversationProblem(ctx, inner, err)
 		return
 	}
 	if len(replies) > 1 {
@@ -150,17 +150,21 @@ func (p *Prober) takeGreeting(e *Endpoint, replies []smtpx.Reply, start time.Tim
 }
 
 // conversationProblem names what stopped an open endpoint's conversation.
-func (p *Prober) conversationProblem(ctx context.Context, replies []smtpx.Reply, err error) string {
+func (p *Prober) conversationProblem(ctx context.Context, rec *smtpx.Conn, err error) string {
 	ce := smtpx.Classify("SMTP", err)
+	replies := rec.Replies()
+	raw := rec.Transcript()
 	// The context closes the connection when the budget runs out, so a
 	// timeout can surface as "closed": the context knows which it was.
 	timedOut := ctx.Err() != nil || strings.Contains(ce.Message, "timeout")
-	const notSMTP = "the server's reply is not SMTP: "
 	switch {
+	case len(replies) == 0 && len(raw) > 0:
+		// Something answered, but not in SMTP: show its first line (Go's
+		// textproto may wait for more lines, so this can follow a timeout).
+		first, _, _ := strings.Cut(string(raw), "\n")
+		return "not SMTP: the server's first line is " + strconv.Quote(strings.TrimRight(first, "\r"))
 	case len(replies) == 0 && timedOut:
 		return fmt.Sprintf("no greeting within %s: the port accepts connections but nothing speaks SMTP", 2*p.Timeout)
-	case len(replies) == 0 && strings.HasPrefix(ce.Message, notSMTP):
-		return "not SMTP: the server's first line is " + strings.TrimPrefix(ce.Message, notSMTP)
 	case len(replies) == 0:
 		return "no greeting: " + ce.Message
 	case replies[0].Code != 220:

@@ -62,7 +62,7 @@ func Classify(command string, err error) *Error {
 	}
 	e := &Error{Command: command, Err: err}
 	var se *smtp.SMTPError
-	var pe *textproto.ProtocolError
+	var pe textproto.ProtocolError
 	var ne net.Error
 	switch {
 	case errors.As(err, &se):
@@ -75,7 +75,7 @@ func Classify(command string, err error) *Error {
 		// enhanced code is still permanent: the basic code rules.
 		e.Permanent = se.Code >= 500
 	case errors.As(err, &pe):
-		e.Message = "the server's reply is not SMTP: " + string(*pe)
+		e.Message = "the server's reply is not SMTP: " + string(pe)
 		e.Permanent = true
 	case isCertError(err):
 		e.Message = "TLS certificate not accepted: " + err.Error()
