@@ -131,7 +131,9 @@ func (*session) AuthMechanisms() []string { return []string{sasl.Plain} }
 func (*session) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(string, string, string) error { return errors.New("no") }), nil
 }
-func (*session) Mail(string, *smtp.MailOptions) error { return errors.New("probe must never send MAIL") }
+func (*session) Mail(string, *smtp.MailOptions) error {
+	return errors.New("probe must never send MAIL")
+}
 func (*session) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (*session) Data(io.Reader) error                 { return nil }
 func (*session) Reset()                               {}

@@ -49,9 +49,18 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // commands lists the subcommands; each lives in its own file.
 func commands() []*cli.Command {
-	return []*cli.Command{
+	cmds := []*cli.Command{
 		probeCommand(),
 	}
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			// Without this urfave/cli prints the whole help page to stdout.
+			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+				return usage(err, "run 'mailroute "+c.Name+" --help' for the flags")
+			}
+		}
+	}
+	return cmds
 }
 
 // cmdError carries an exit code and a hint to report().

@@ -54,6 +54,10 @@ func proberFromFlags(c *cli.Context) (*probe.Prober, probe.Request, error) {
 	var req probe.Request
 	fail := func(err error) (*probe.Prober, probe.Request, error) {
 		var ie *probe.InputError
+		var ce *cmdError
+		if errors.As(err, &ce) {
+			return nil, req, err
+		}
 		if errors.As(err, &ie) {
 			return nil, req, usage(err, ie.Hint)
 		}
@@ -106,7 +110,7 @@ func resolverFromFlag(v string) (*resolve.Resolver, error) {
 	}
 	r, err := resolve.New(v)
 	if err != nil {
-		return nil, usage(fmt.Errorf("--resolver %q: %w", v, err), "write an IP address, optionally with a port: 192.0.2.53 or [2001:db8::53]:53")
+		return nil, usage(fmt.Errorf("--resolver: %w", err), "write an IP address, optionally with a port: 192.0.2.53 or [2001:db8::53]:53")
 	}
 	return r, nil
 }
