@@ -40,6 +40,11 @@ type Report struct {
 	Timeout   Duration  `json:"timeout"`
 	Domains   []*Domain `json:"domains,omitempty"`
 	Relays    []*Relay  `json:"relays,omitempty"`
+	// Identity, Login and Measure are filled by the advisor's checks
+	// (Request.Identity, Prober.Login, Prober.Measure).
+	Identity *Identity    `json:"identity,omitempty"`
+	Login    *Login       `json:"login,omitempty"`
+	Measure  *Measurement `json:"measure,omitempty"`
 	// Offline is set when no DNS server answered and no endpoint could be
 	// reached at all: the machine has no working network.
 	Offline bool     `json:"offline"`
