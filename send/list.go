@@ -1,0 +1,358 @@
+package send
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/csv"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/mail"
+	"os"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// ListOptions says how to read a recipient list.
+type ListOptions struct {
+	// EmailColumn is the header name of the address column, matched without
+	// regard to case; default "email".
+	EmailColumn string
+	// SkipBadRows lets ValidateList succeed when some rows are bad; they are
+	// then left out of the mailing. Without it, any bad row is an error.
+	SkipBadRows bool
+}
+
+// Recipient is one good row of the list.
+type Recipient struct {
+	Line   int    // line of the row in the file (1-based; the header is line 1)
+	Email  string // the address as written, less surrounding spaces (spreadsheets leave them)
+	Addr   string // normalized: local part as written, @, the domain in lower-case ASCII (IDN → punycode)
+	Domain string // the normalized domain
+	// Fields holds every column by header name, for the message template;
+	// the address column holds Email.
+	Fields map[string]string
+}
+
+// BadRow is a row left out of the mailing, and why.
+type BadRow struct {
+	Line   int
+	Reason string
+}
+
+// maxBadRows caps the bad rows ListStats keeps; all are counted.
+const maxBadRows = 1000
+
+// ListStats is what one validation pass found.
+type ListStats struct {
+	Header   []string // the column names, as written
+	Rows     int      // data rows, good and bad
+	Good     int
+	Bad      []BadRow // the first 1000
+	BadCount int      // all of them
+	Domains  int      // distinct recipient domains among the good rows
+}
+
+// ListError is a problem with the list as a whole: it can't be read, has no
+// address column, or (without SkipBadRows) has bad rows.
+type ListError struct {
+	File    string
+	Line    int // 0 when the problem is not on one line
+	Message string
+	Hint    string
+}
+
+func (e *ListError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
+	}
+	return e.File + ": " + e.Message
+}
+
+// ValidateList reads the whole list once and reports what it found. Memory
+// stays flat: it keeps an 8-byte hash and a 4-byte line per recipient for
+// duplicate detection (about 16-30 bytes each in the map) and nothing else per
+// row. Without SkipBadRows, bad rows (or no good row at all) are an error; the
+// stats are returned with it.
+func ValidateList(path string, opt ListOptions) (*ListStats, error) {
+	r, err := OpenList(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	st := &ListStats{Header: r.header}
+	domains := map[uint64]struct{}{}
+	r.onBad = func(b BadRow) {
+		st.BadCount++
+		if len(st.Bad) < maxBadRows {
+			st.Bad = append(st.Bad, b)
+		}
+	}
+	for {
+		rcpt, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		st.Good++
+		domains[hashString(rcpt.Domain)] = struct{}{}
+	}
+	st.Rows = st.Good + st.BadCount
+	st.Domains = len(domains)
+	switch {
+	case st.BadCount > 0 && !opt.SkipBadRows:
+		b := st.Bad[0]
+		return st, &ListError{File: path, Line: b.Line,
+			Message: fmt.Sprintf("%s (%d bad rows in all)", b.Reason, st.BadCount),
+			Hint:    "fix those rows, or leave them out with --skip-bad-rows"}
+	case st.Good == 0:
+		return st, &ListError{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
+	}
+	return st, nil
+}
+
+// ListReader streams the good rows of a list. It never holds more than one
+// row, plus the duplicate-detection hashes (see ValidateList).
+type ListReader struct {
+	path     string
+	f        *os.File
+	cr       *csv.Reader
+	header   []string
+	emailCol int
+	seen     map[uint64]uint32 // hash of the lower-cased address → first line
+	onBad    func(BadRow)
+}
+
+// OpenList opens a list and reads its header row. The address column must be
+// there; the error lists the columns found.
+func OpenList(path string, opt ListOptions) (*ListReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(f, 64<<10)
+	// Spreadsheet programs write a UTF-8 byte order mark; it is not part of
+	// the first column's name.
+	if bom, _ := br.Peek(3); string(bom) == "\xef\xbb\xbf" {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = -1 // counts are checked here, to report the row rather than stop
+	cr.ReuseRecord = true
+	r := &ListReader{path: path, f: f, cr: cr, seen: map[uint64]uint32{}}
+	if err := r.readHeader(opt); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *ListReader) readHeader(opt ListOptions) error {
+	rec, err := r.cr.Read()
+	if err == io.EOF {
+		return &ListError{File: r.path, Message: "empty file", Hint: "the first row names the columns, e.g. email,name"}
+	}
+	if err != nil {
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return &ListError{File: r.path, Line: pe.StartLine, Message: "header row: " + pe.Err.Error()}
+		}
+		return err
+	}
+	want := opt.EmailColumn
+	if want == "" {
+		want = "email"
+	}
+	r.emailCol = -1
+	seen := map[string]bool{}
+	for i, name := range rec {
+		name = strings.TrimSpace(name)
+		if !utf8.ValidString(name) {
+			return &ListError{File: r.path, Line: 1, Message: "header row is not valid UTF-8", Hint: "save the file as UTF-8"}
+		}
+		if seen[name] {
+			return &ListError{File: r.path, Line: 1, Message: fmt.Sprintf("column %q appears twice", name), Hint: "give every column its own name; the message template uses them"}
+		}
+		seen[name] = true
+		r.header = append(r.header, name)
+		if r.emailCol < 0 && strings.EqualFold(name, want) {
+			r.emailCol = i
+		}
+	}
+	if r.emailCol < 0 {
+		return &ListError{File: r.path, Line: 1,
+			Message: fmt.Sprintf("no %q column; the columns are %s", want, quoteList(r.header)),
+			Hint:    "name the address column with --email-column"}
+	}
+	return nil
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Header returns the column names, as written.
+func (r *ListReader) Header() []string { return r.header }
+
+// Next returns the next good row, or io.EOF after the last. It skips the rows
+// ValidateList reports as bad, by the same rules, so both passes agree.
+func (r *ListReader) Next() (*Recipient, error) {
+	for {
+		rec, err := r.cr.Read()
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			// The reader has consumed the broken row; carry on after it.
+			r.bad(pe.StartLine, csvReason(pe))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		line, _ := r.cr.FieldPos(0)
+		rcpt, reason := r.check(rec, line)
+		if reason != "" {
+			r.bad(line, reason)
+			continue
+		}
+		return rcpt, nil
+	}
+}
+
+func csvReason(pe *csv.ParseError) string {
+	switch {
+	case errors.Is(pe.Err, csv.ErrQuote) && pe.Line > pe.StartLine:
+		return fmt.Sprintf("a quoted field opened on this row is still open at line %d (%v); the rows between are swallowed", pe.Line, pe.Err)
+	case errors.Is(pe.Err, csv.ErrBareQuote), errors.Is(pe.Err, csv.ErrQuote):
+		return pe.Err.Error() + `; quote the whole field and double the quotes inside: "say ""hi"""`
+	}
+	return pe.Err.Error()
+}
+
+func (r *ListReader) bad(line int, reason string) {
+	if r.onBad != nil {
+		r.onBad(BadRow{Line: line, Reason: reason})
+	}
+}
+
+// check decides whether a row is good, and builds its Recipient.
+func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
+	if len(rec) != len(r.header) {
+		return nil, fmt.Sprintf("has %d fields; the header has %d", len(rec), len(r.header))
+	}
+	for _, v := range rec {
+		if !utf8.ValidString(v) {
+			return nil, "not valid UTF-8 (save the file as UTF-8)"
+		}
+	}
+	email := strings.TrimSpace(rec[r.emailCol])
+	addr, domain, reason := normalizeAddress(email)
+	if reason != "" {
+		return nil, reason
+	}
+	// Duplicates compare without case: Bob@x and bob@x are the same mailbox
+	// nearly everywhere (RFC 5321 §2.4 allows otherwise, nobody does it), and
+	// sending twice is the worse mistake. A 64-bit FNV-1a collision would drop
+	// a recipient as a false duplicate; at a million rows the odds are ~3e-8.
+	h := hashString(strings.ToLower(addr))
+	if first, dup := r.seen[h]; dup {
+		return nil, fmt.Sprintf("duplicate of line %d (%s)", first, addr)
+	}
+	r.seen[h] = uint32(min(line, 1<<32-1))
+	fields := make(map[string]string, len(rec))
+	for i, v := range rec {
+		fields[r.header[i]] = v
+	}
+	fields[r.header[r.emailCol]] = email // trimmed, as the template should see it
+	return &Recipient{Line: line, Email: email, Addr: addr, Domain: domain, Fields: fields}, ""
+}
+
+// Close closes the file.
+func (r *ListReader) Close() error { return r.f.Close() }
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// idnaProfile converts domains as a resolver would (UTS #46 lookup) and also
+// checks DNS lengths (RFC 1035 §2.3.4), which idna.Lookup does not.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDNSLength(true))
+
+// normalizeAddress checks that s is a bare addr-spec a mailing can use and
+// returns it normalized (local@ascii-domain) with its domain. reason is ""
+// for a good address, else a message like `bad address "bob@@x": ...`.
+func normalizeAddress(s string) (addr, domain, reason string) {
+	bad := func(why string) (string, string, string) {
+		return "", "", fmt.Sprintf("bad address %q: %s", s, why)
+	}
+	if s == "" {
+		return "", "", "empty address"
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return bad("contains a space or control character")
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return bad(strings.TrimPrefix(err.Error(), "mail: "))
+	}
+	if a.Name != "" || a.Address != s {
+		return bad("write the bare address, like bob@example.com, without a name, <> or comments")
+	}
+	at := strings.LastIndexByte(s, '@')
+	local, dom := s[:at], s[at+1:]
+	for i := 0; i < len(local); i++ {
+		if local[i] >= utf8.RuneSelf {
+			return bad("non-ASCII before the @ needs SMTPUTF8, which mailroute does not use")
+		}
+	}
+	if len(local) > 64 { // RFC 5321 §4.5.3.1.1
+		return bad("the part before the @ is longer than 64 characters")
+	}
+	if strings.HasPrefix(dom, "[") {
+		return bad("address literals ([1.2.3.4]) are not supported; use a domain")
+	}
+	ascii, err := idnaProfile.ToASCII(dom)
+	if err != nil {
+		return bad(fmt.Sprintf("domain %q: %v", dom, strings.TrimPrefix(err.Error(), "idna: ")))
+	}
+	ascii = strings.ToLower(ascii)
+	if !strings.Contains(ascii, ".") {
+		return bad(fmt.Sprintf("domain %q has no dot", dom))
+	}
+	// No top-level domain is all digits (RFC 3696 §2), so this is an IPv4
+	// address written without brackets.
+	if tld := ascii[strings.LastIndexByte(ascii, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
+		return bad("the domain is an IP address or ends in a number; use a domain")
+	}
+	return local + "@" + ascii, ascii, ""
+}
+
+// ListDigest is the SHA-256 of the list file, in hex. The journal keeps it to
+// refuse resuming a mailing with a different list.
+func ListDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
