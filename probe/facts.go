@@ -75,14 +75,26 @@ type Measurement struct {
 	Transactions       int    `json:"transactions"`
 	TransactionsCapped bool   `json:"transactions_capped"`
 	TransactionReply   string `json:"transaction_reply,omitempty"`
+	// TransactionCommand is the command that was refused: "MAIL" for a
+	// message-rate limit (Postfix counts MAIL FROM), "RCPT" for a recipient
+	// limit or a relay refusal, "connect" when the session itself failed.
+	TransactionCommand string `json:"transaction_command,omitempty"`
 	// PerSession is true when a new session was allowed more transactions
 	// right after the refusal: the cap is per session, not per time.
 	PerSession bool `json:"per_session,omitempty"`
 
-	// Window is how long after the refusal a transaction was accepted
-	// again (0: not found within the budget, see WindowNote).
-	Window     Duration `json:"window,omitempty"`
-	WindowNote string   `json:"window_note,omitempty"`
+	// Window is how long the relay counts transactions before it accepts
+	// again: the time from a cycle's first accepted transaction to the first
+	// acceptance after its refusal, so the relay sustains Transactions per
+	// Window. It is measured over a second cycle when the budget allows,
+	// because the first cycle's count may have begun before our first
+	// transaction (Postfix's anvil starts it at the first connection).
+	// 0: not found within the budget (see WindowNote).
+	Window Duration `json:"window,omitempty"`
+	// WindowPrecision: the true window is Window ± WindowPrecision (half
+	// the gap between the last refused and the first accepted retry).
+	WindowPrecision Duration `json:"window_precision,omitempty"`
+	WindowNote      string   `json:"window_note,omitempty"`
 
 	// Latency of command round trips (MAIL, RCPT, RSET), and session setup.
 	LatencyMedian Duration `json:"latency_median"`

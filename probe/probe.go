@@ -34,6 +34,10 @@ type Prober struct {
 	Now func() time.Time
 	// Progress, if set, is called as each endpoint finishes.
 	Progress func(done, total int, e *Endpoint)
+	// DialContext, if set, makes the connections of the login check and the
+	// relay measurement instead of Dialer: lab tests pass one that dials
+	// from inside a network namespace.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Request says what to probe.
@@ -43,6 +47,11 @@ type Request struct {
 	// FromDomain, if set and no relay is given, is searched for its
 	// submission server (RFC 6186 SRV, then smtp./mail. guesses).
 	FromDomain string
+	// Identity asks who this machine is on the internet: public address,
+	// reverse DNS, blocklists (Report.Identity). Empty fields of
+	// IdentityOptions take their defaults (DefaultIdentityOptions).
+	Identity        bool
+	IdentityOptions IdentityOptions
 }
 
 func (p *Prober) now() time.Time {
@@ -101,6 +110,9 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 		r := &Relay{Host: spec.Host, Source: "--relay"}
 		rep.Relays = append(rep.Relays, r)
 		wg.Go(func() { p.lookupRelay(dctx, r, spec.Ports, nil) })
+	}
+	if req.Identity {
+		wg.Go(func() { rep.Identity = p.Identity(dctx, req.IdentityOptions) })
 	}
 	var discovered []*Relay
 	if req.FromDomain != "" && len(req.Relays) == 0 {
