@@ -35,7 +35,7 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 
 	addr := net.JoinHostPort(e.Addr, strconv.Itoa(e.Port))
 	dctx, cancel := context.WithTimeout(ctx, p.Timeout)
-	conn, err := p.dialer().DialContext(dctx, "tcp", addr)
+	conn, err := p.dial(dctx, "tcp", addr)
 	cancel()
 	e.Timings.Connect = Duration(time.Since(start))
 	if err != nil {

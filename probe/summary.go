@@ -46,6 +46,9 @@ func summarize(rep *Report) []string {
 			out = append(out, fmt.Sprintf("%s has no MX record; mail goes to the domain's own address (implicit MX).", d.Name))
 		}
 	}
+	if id := rep.Identity; id != nil {
+		out = append(out, identitySummary(id))
+	}
 	if s := mxSummary(rep); s != "" {
 		out = append(out, s)
 	}
@@ -195,6 +198,36 @@ func relaySummary(r *Relay) string {
 	}
 	if len(plainAuth) > 0 {
 		s += "; AUTH is offered before TLS on " + strings.Join(plainAuth, ", ") + " (a password there would cross the network in clear)"
+	}
+	return s + "."
+}
+
+// identitySummary says what the internet thinks of this machine, the facts
+// direct delivery depends on (RFC 5321 receivers check PTR and blocklists).
+func identitySummary(id *Identity) string {
+	if id.PublicIP == "" {
+		return "This machine's public address is unknown: " + strings.Join(id.Unknown, "; ") + "."
+	}
+	s := "This machine's public address is " + id.PublicIP
+	switch {
+	case id.ForwardConfirmed:
+		s += "; its reverse name " + id.ConfirmedName + " points back to it (forward-confirmed)"
+	case len(id.PTR) > 0:
+		s += "; its reverse name " + strings.Join(id.PTR, ", ") + " does not point back to it (many receivers reject such senders)"
+	default:
+		s += "; it has no reverse name (PTR): many receivers reject mail sent directly from it"
+	}
+	for _, l := range id.Listings {
+		switch {
+		case l.Error != "":
+			s += "; " + l.Zone + " could not be asked (" + l.Error + ")"
+		case l.QueryRefused:
+			s += "; " + l.Zone + " refused the query (use your own resolver, not a public one)"
+		case l.Listed:
+			s += "; listed on " + l.Zone + ": " + strings.Join(l.Meaning, ", ")
+		default:
+			s += "; not listed on " + l.Zone
+		}
 	}
 	return s + "."
 }
