@@ -51,6 +51,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 func commands() []*cli.Command {
 	cmds := []*cli.Command{
 		probeCommand(),
+		sendCommand(),
+		configCommand(),
+		adviseCommand(),
 	}
 	for _, c := range cmds {
 		if c.OnUsageError == nil {

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/miekg/dns"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/probe"
+	"github.com/mailroute/mailroute/send"
+)
+
+func adviseCommand() *cli.Command {
+	flags := append(probeFlags(),
+		&cli.StringFlag{Name: "user", Usage: "login `NAME` for the relay (checked with AUTH, nothing is sent)"},
+		&cli.StringFlag{Name: "password-env", Usage: "environment `VARIABLE` holding the password (default: a hidden prompt on a terminal)"},
+		&cli.StringFlag{Name: "password-cmd", Usage: "`COMMAND` whose first line of output is the password (run with sh -c)"},
+		&cli.BoolFlag{Name: "insecure-auth", Usage: "allow the login on a relay port without TLS (the password crosses the network in clear)"},
+		&cli.BoolFlag{Name: "measure", Usage: "measure the relay's session and rate limits (opens sessions and transactions, never sends a message)"},
+		&cli.DurationFlag{Name: "measure-time", Value: 2 * time.Minute, Usage: "how long the measurement may wait to find the relay's rate window"},
+		&cli.IntFlag{Name: "list-size", Usage: "number of `RECIPIENTS` in the mailing, to size the threads"},
+		&cli.StringFlag{Name: "write", Usage: "write the recommended config to `FILE` (commented TOML, mode 0600)"},
+		&cli.BoolFlag{Name: "force", Usage: "with --write: replace FILE if it exists"},
+		&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (repeatable; default: OpenDNS and Google)"},
+		&cli.StringSliceFlag{Name: "dnsbl", Usage: "blocklist `ZONE` to look the public address up in (repeatable; default: zen.spamhaus.org)"},
+	)
+	return &cli.Command{
+		Name:  "advise",
+		Usage: "probe, then recommend direct delivery or a relay, with threads and rate from evidence, and write the config",
+		UsageText: "mailroute advise [probe flags] [--user U] [--password-env VAR | --password-cmd CMD] [--insecure-auth]\n" +
+			"                 [--measure] [--measure-time 2m] [--list-size N] [--write FILE] [--force] [--json]\n" +
+			"                 [--ip-echo NAME@SERVER]... [--dnsbl ZONE]...",
+		Description: `Examples:
+   mailroute advise --to example.com                      # direct or not? (port 25, PTR, blocklists)
+   mailroute advise --relay smtp.example.com --user me@example.com --password-env SMTP_PW \
+                    --measure --list-size 2000 --write mailroute.toml
+
+--measure opens sessions and transactions (MAIL, RCPT, RSET) to find the relay's
+limits; it never sends a message. The password is never printed or written: the
+config names where it comes from (password_env or password_cmd).
+
+Exit status: 0 a way to send was found, 1 nothing can send (or the login was
+refused), 2 bad input.`,
+		Flags:  flags,
+		Action: runAdvise,
+	}
+}
+
+// adviseArgs are the advise flags, checked before anything is probed.
+type adviseArgs struct {
+	user, passEnv, passCmd string
+	insecure, measure      bool
+	measureTime            time.Duration
+	listSize               int
+	write                  string
+	force                  bool
+	identity               probe.IdentityOptions
+}
+
+func adviseFlags(c *cli.Context) (*adviseArgs, error) {
+	a := &adviseArgs{user: c.String("user"), passEnv: c.String("password-env"), passCmd: c.String("password-cmd"),
+		insecure: c.Bool("insecure-auth"), measure: c.Bool("measure"), measureTime: c.Duration("measure-time"),
+		listSize: c.Int("list-size"), write: c.String("write"), force: c.Bool("force"), identity: probe.DefaultIdentityOptions()}
+	switch {
+	case a.user == "" && (a.passEnv != "" || a.passCmd != ""):
+		return nil, usage(errors.New("--password-env and --password-cmd need --user"), "add --user NAME: the login the password belongs to")
+	case a.passEnv != "" && a.passCmd != "":
+		return nil, usage(errors.New("--password-env and --password-cmd both given"), "keep one: where the password comes from")
+	case a.user == "" && a.insecure:
+		return nil, usage(errors.New("--insecure-auth needs --user"), "it allows a login without TLS; there is no login without --user")
+	case a.measureTime <= 0:
+		return nil, usage(fmt.Errorf("--measure-time %s: must be positive", a.measureTime), "e.g. --measure-time 2m; the window search stops after it")
+	case a.listSize < 0:
+		return nil, usage(fmt.Errorf("--list-size %d: must not be negative", a.listSize), "the number of recipients in the mailing")
+	case a.force && a.write == "":
+		return nil, usage(errors.New("--force needs --write FILE"), "--force lets --write replace an existing file")
+	}
+	if a.write != "" {
+		if _, err := os.Lstat(a.write); err == nil && !a.force {
+			return nil, usage(fmt.Errorf("--write %s: the file exists", a.write), "add --force to replace it, or write to another file")
+		}
+		// Found now, not after minutes of probing and measuring.
+		if st, err := os.Stat(filepath.Dir(a.write)); err != nil || !st.IsDir() {
+			return nil, usage(fmt.Errorf("--write %s: no directory %s", a.write, filepath.Dir(a.write)), "create the directory first, or write elsewhere")
+		}
+	}
+	if v := c.StringSlice("ip-echo"); len(v) > 0 {
+		a.identity.Echo = nil
+		for _, s := range v {
+			e, err := parseEcho(s)
+			if err != nil {
+				return nil, usage(err, "write NAME@SERVER or NAME/TYPE@SERVER, e.g. myip.opendns.com@resolver1.opendns.com or o-o.myaddr.l.google.com/TXT@ns1.google.com")
+			}
+			a.identity.Echo = append(a.identity.Echo, e)
+		}
+	}
+	if v := c.StringSlice("dnsbl"); len(v) > 0 {
+		a.identity.DNSBL = nil
+		for _, z := range v {
+			z = strings.TrimSuffix(strings.TrimSpace(z), ".")
+			if _, ok := dns.IsDomainName(z); !ok || z == "" || strings.ContainsAny(z, " /@") {
+				return nil, usage(fmt.Errorf("--dnsbl %q: not a DNS zone", z), "e.g. --dnsbl zen.spamhaus.org")
+			}
+			a.identity.DNSBL = append(a.identity.DNSBL, z)
+		}
+	}
+	return a, nil
+}
+
+// parseEcho reads NAME[/TYPE]@SERVER.
+func parseEcho(v string) (probe.EchoService, error) {
+	name, server, ok := strings.Cut(v, "@")
+	if !ok || name == "" || server == "" {
+		return probe.EchoService{}, fmt.Errorf("--ip-echo %q: want NAME@SERVER", v)
+	}
+	typ := dns.TypeA
+	if n, t, ok := strings.Cut(name, "/"); ok {
+		typ = dns.StringToType[strings.ToUpper(t)]
+		if !slices.Contains([]uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT}, typ) {
+			return probe.EchoService{}, fmt.Errorf("--ip-echo %q: type %q: want A, AAAA or TXT", v, t)
+		}
+		name = n
+	}
+	return probe.EchoService{Name: name, Type: typ, Server: server}, nil
+}
+
+// secret gets the password: from the variable, the command, or a hidden
+// prompt on a terminal. It is kept only in memory, for the login and the
+// measurement.
+func (a *adviseArgs) secret(c *cli.Context, relayHost string) (string, error) {
+	switch {
+	case a.user == "":
+		return "", nil
+	case a.passEnv != "":
+		v, ok := os.LookupEnv(a.passEnv)
+		if !ok || v == "" {
+			state := map[bool]string{true: "is empty", false: "is not set"}[ok]
+			return "", usage(fmt.Errorf("--password-env %s: the environment variable %s", a.passEnv, state), "export it first, e.g. read -rs "+a.passEnv+" && export "+a.passEnv)
+		}
+		return v, nil
+	case a.passCmd != "":
+		r := send.Relay{Host: relayHost, PasswordCmd: a.passCmd}
+		v, err := r.Secret(c.Context)
+		if err != nil {
+			return "", usage(err, "run the command yourself: its first line of output must be the password")
+		}
+		return v, nil
+	}
+	f, ok := c.App.Reader.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usage(errors.New("--user given but no password: stdin is not a terminal, so there is no prompt"), "give --password-env VAR or --password-cmd CMD")
+	}
+	fmt.Fprintf(c.App.ErrWriter, "password for %s: ", a.user)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(c.App.ErrWriter)
+	if err != nil {
+		return "", usage(fmt.Errorf("reading the password: %w", err), "")
+	}
+	return string(b), nil
+}
+
+func runAdvise(c *cli.Context) error {
+	a, err := adviseFlags(c)
+	if err != nil {
+		return err
+	}
+	p, req, err := proberFromFlags(c)
+	if err != nil {
+		return err
+	}
+	req.Identity, req.IdentityOptions = true, a.identity
+	relayHost := "the relay"
+	if len(req.Relays) > 0 {
+		relayHost = req.Relays[0].Host
+	}
+	secret, err := a.secret(c, relayHost)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
+	defer stop()
+	stderr := c.App.ErrWriter
+	live := isTerminal(stderr)
+	if live {
+		p.Progress = func(done, total int, e *probe.Endpoint) {
+			fmt.Fprintf(stderr, "\rprobing… %d/%d endpoints", done, total)
+		}
+	}
+	rep := p.Run(ctx, req)
+	if live {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+
+	fromDomain := req.FromDomain
+	if _, d, ok := strings.Cut(a.user, "@"); ok && fromDomain == "" {
+		fromDomain = strings.ToLower(d)
+	}
+	end, _ := advisor.ChooseRelay(rep, a.user != "", a.insecure)
+	var cred *probe.Credentials
+	if a.user != "" {
+		cred = &probe.Credentials{User: a.user, Secret: secret, InsecureAuth: a.insecure}
+	}
+	if cred != nil && end != nil && ctx.Err() == nil {
+		rep.Login = p.Login(ctx, end, *cred)
+	}
+	loginOK := rep.Login == nil || rep.Login.OK
+	if a.measure && ctx.Err() == nil {
+		switch {
+		case end == nil:
+			fmt.Fprintln(stderr, "mailroute: nothing to measure: no relay port can take the mail")
+		case loginOK:
+			rep.Measure = measure(ctx, c, p, end, a, cred)
+		}
+	}
+	rec := advisor.Decide(advisor.Input{Report: rep, ListSize: a.listSize, FromDomain: fromDomain, FromMX: fromMX(ctx, p, rep, fromDomain), User: a.user,
+		PasswordEnv: a.passEnv, PasswordCmd: a.passCmd, InsecureAuth: a.insecure, CAFile: c.String("tls-ca")})
+
+	written := ""
+	var werr error
+	if rec.OK && a.write != "" && ctx.Err() == nil {
+		if werr = writeConfigFile(a.write, rec.Config, rec.Header(time.Now()), a.force); werr == nil {
+			written = a.write
+		}
+	}
+	if c.Bool("json") {
+		if err := printAdviceJSON(c.App.Writer, rec, rep, written); err != nil {
+			return err
+		}
+	} else {
+		printAdvice(c.App.Writer, rec, rep, written, a.write != "")
+	}
+	switch {
+	case werr != nil:
+		return werr
+	case ctx.Err() != nil && c.Context.Err() == nil:
+		return problem(errors.New("interrupted: the advice above is partial and nothing was written"))
+	case !loginOK:
+		l := rep.Login
+		words := l.Reply
+		if words == "" {
+			words = l.Error
+		}
+		return &cmdError{code: exitProblem, err: fmt.Errorf("login to %s:%d as %s refused: %s", l.Host, l.Port, a.user, words),
+			hint: "check the user name and the password (many providers want an app password for SMTP)"}
+	case !rec.OK:
+		return problem(nil)
+	}
+	return nil
+}
+
+// fromMX looks up the sender domain's MX hosts for the catalog match (MX
+// *.google.com means Google whatever the domain), unless the probe did.
+func fromMX(ctx context.Context, p *probe.Prober, rep *probe.Report, domain string) []string {
+	if domain == "" || rep.Offline || ctx.Err() != nil {
+		return nil
+	}
+	for _, d := range rep.Domains {
+		if strings.EqualFold(d.Name, domain) {
+			return nil // the report has them
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	res, err := p.Resolver.MX(ctx, domain)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, mx := range res.Hosts {
+		out = append(out, mx.Host)
+	}
+	return out
+}
+
+// measure runs the relay measurement with live progress on stderr. Asking
+// nothing is deliberate: --measure is the consent.
+func measure(ctx context.Context, c *cli.Context, p *probe.Prober, end *probe.Endpoint, a *adviseArgs, cred *probe.Credentials) *probe.Measurement {
+	stderr := c.App.ErrWriter
+	fmt.Fprintf(stderr, "measuring the relay's limits; no message is sent (%s:%d, at most %s)\n", end.Host, end.Port, a.measureTime)
+	from := c.String("from")
+	if from == "" && strings.Contains(a.user, "@") {
+		from = a.user
+	}
+	to := ""
+	for _, t := range c.StringSlice("to") {
+		if strings.Contains(t, "@") {
+			to = t
+			break
+		}
+	}
+	last := ""
+	return p.Measure(ctx, end, probe.MeasureOptions{WindowBudget: a.measureTime, From: from, To: to, Cred: cred,
+		Progress: func(s string) {
+			if s != last {
+				last = s
+				fmt.Fprintf(stderr, "  %s\n", s)
+			}
+		}})
+}
+
+// writeConfigFile writes the config so that an interrupted run leaves no
+// half-written file: a temporary file in the same directory (same file
+// system, so the final step is atomic), mode 0600 from the start because it
+// may name a password source, synced, then linked (refusing to replace an
+// existing file) or, with force, renamed over the target.
+func writeConfigFile(path string, cfg *send.Config, header []string, force bool) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return problem(fmt.Errorf("--write %s: %w", path, err))
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed; the leftover name after a link
+	err = f.Chmod(0o600)
+	if err == nil {
+		err = send.WriteConfig(f, cfg, header)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return problem(fmt.Errorf("--write %s: %w", path, err))
+	}
+	if force {
+		err = os.Rename(tmp, path)
+	} else if err = os.Link(tmp, path); errors.Is(err, fs.ErrExist) {
+		return usage(fmt.Errorf("--write %s: the file exists", path), "add --force to replace it")
+	} else if err != nil {
+		// No hard links here (some file systems): check, then rename.
+		if _, serr := os.Lstat(path); serr == nil {
+			return usage(fmt.Errorf("--write %s: the file exists", path), "add --force to replace it")
+		}
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return problem(fmt.Errorf("--write %s: %w", path, err))
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // the new name survives a crash too (best effort)
+		d.Close()
+	}
+	return nil
+}
+
+// adviceJSON is the --json document: the recommendation, the config in its
+// TOML key names, and the whole probe report with the login check and the
+// measurement. The password is in none of them.
+type adviceJSON struct {
+	Recommendation *advisor.Recommendation `json:"recommendation"`
+	Config         map[string]any          `json:"config,omitempty"`
+	Written        string                  `json:"written,omitempty"`
+	Report         *probe.Report           `json:"report"`
+}
+
+func printAdviceJSON(w interface{ Write([]byte) (int, error) }, rec *advisor.Recommendation, rep *probe.Report, written string) error {
+	doc := adviceJSON{Recommendation: rec, Written: written, Report: rep}
+	if rec.Config != nil {
+		// Through TOML so the keys are the config file's own names.
+		var b bytes.Buffer
+		if err := toml.NewEncoder(&b).Encode(rec.Config); err != nil {
+			return err
+		}
+		if _, err := toml.Decode(b.String(), &doc.Config); err != nil {
+			return err
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}

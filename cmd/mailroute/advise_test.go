@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/mailroute/mailroute/internal/lab"
+)
+
+// TestAdvisePasswordPrompt: with --user and no password source, advise asks
+// on the terminal without echoing, and the password appears nowhere in the
+// output. Everything it connects to is 127.0.0.1:1 (closed), so it ends as
+// "offline" quickly.
+func TestAdvisePasswordPrompt(t *testing.T) {
+	bin := lab.Mailroute(t) // builds the binary; needs no lab
+	cmd := exec.Command(bin, "advise", "--to", "alpha.invalid", "--resolver", "127.0.0.1:1", "--timeout", "1s",
+		"--user", "me@alpha.invalid", "--ip-echo", "myip.invalid@127.0.0.1:1", "--dnsbl", "zen.invalid")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Skipf("no pty here: %v", err)
+	}
+	defer tty.Close()
+
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	prompted := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		once := false
+		for {
+			n, err := tty.Read(buf)
+			out.Write(buf[:n])
+			if !once && strings.Contains(out.String(), "password for me@alpha.invalid: ") {
+				once = true
+				close(prompted)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case <-prompted:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no prompt; output so far:\n%s", out.String())
+	}
+	// The prompt is printed just before echo is turned off: typing in
+	// between would be echoed by the terminal, not by mailroute. Wait for
+	// the terminal to stop echoing, as a person's typing naturally does.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil || tio.Lflag&unix.ECHO == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the terminal still echoes after the prompt")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := io.WriteString(tty, "s3cret-typed\n"); err != nil {
+		t.Fatal(err)
+	}
+	werr := cmd.Wait()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	text := out.String()
+	if strings.Contains(text, "s3cret-typed") {
+		t.Errorf("the typed password was echoed or printed:\n%s", text)
+	}
+	var ee *exec.ExitError
+	if !errors.As(werr, &ee) || ee.ExitCode() != 1 || !strings.Contains(text, "offline") {
+		t.Errorf("exit %v, want 1 (offline):\n%s", werr, text)
+	}
+}

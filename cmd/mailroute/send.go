@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mailroute/mailroute/send"
+)
+
+func sendCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "send",
+		Usage:     "send a personalised message to every recipient of a CSV list, resuming where a previous run stopped",
+		UsageText: "mailroute send --config FILE --list FILE.csv --message FILE [--html FILE] [--journal FILE] [--dry-run] [--json]",
+		Description: `The list is a CSV file with a header row; the message is a text template whose
+header fields and body use the list's columns as {{.column}}.
+
+Every recipient's state is kept in a journal (default: the list's name + ".journal").
+Running the same command again resumes: recipients sent or failed are never sent again,
+deferred ones are retried at once, and "unknown" ones (the connection was lost after the
+message was handed over, RFC 1047) only with --retry-unknown.
+
+Ctrl-C stops taking recipients and lets the messages in flight finish (up to 30s);
+a second Ctrl-C stops at once.
+
+Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad input (nothing sent).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "mailing configuration `FILE` (TOML; see 'mailroute config describe')"},
+			&cli.StringFlag{Name: "list", Usage: "recipients `FILE.csv` with a header row"},
+			&cli.StringFlag{Name: "message", Usage: "message template `FILE`: header fields, an empty line, the body"},
+			&cli.StringFlag{Name: "html", Usage: "HTML body template `FILE` (makes the message multipart/alternative)"},
+			&cli.StringFlag{Name: "journal", Usage: "journal `FILE` (default: the list's name + \".journal\")"},
+			&cli.StringFlag{Name: "email-column", Value: "email", Usage: "the list's address column `NAME`"},
+			&cli.BoolFlag{Name: "skip-bad-rows", Usage: "leave out bad rows of the list instead of refusing it"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "render every message, check the config and secrets, resolve MX hosts; send nothing"},
+			&cli.BoolFlag{Name: "new-run", Usage: "start the journal over (needed after changing the list or the message)"},
+			&cli.BoolFlag{Name: "retry-unknown", Usage: "send again to recipients whose outcome is unknown (they may get it twice)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "longest wait for one server reply (RFC 5321 §4.5.3.2: 5m)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
+		},
+		Action: runSend,
+	}
+}
+
+func runSend(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usage(fmt.Errorf("unexpected argument %q", c.Args().First()), "every input is a flag: --config, --list, --message")
+	}
+	for _, f := range []struct{ name, hint string }{
+		{"config", "write one with 'mailroute advise --write FILE' or 'mailroute wizard'"},
+		{"list", "pass the recipients as --list FILE.csv (a header row, one recipient per row)"},
+		{"message", "pass the message template as --message FILE"},
+	} {
+		if c.String(f.name) == "" {
+			return usage(fmt.Errorf("--%s is required", f.name), f.hint)
+		}
+	}
+	if c.Duration("timeout") <= 0 {
+		return usage(fmt.Errorf("--timeout %s: must be positive", c.Duration("timeout")), "")
+	}
+	stderr := c.App.ErrWriter
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Memory must not grow with the list: see send.SoftMemoryLimit.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(send.SoftMemoryLimit))
+	}
+	cfg, warnings, err := send.LoadConfig(c.String("config"))
+	if err != nil {
+		return configProblem(err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "mailroute: warning: %s: %s\n", c.String("config"), w)
+	}
+	eng, err := send.New(cfg, send.Options{
+		ListPath:     c.String("list"),
+		TextPath:     c.String("message"),
+		HTMLPath:     c.String("html"),
+		JournalPath:  c.String("journal"),
+		List:         send.ListOptions{EmailColumn: c.String("email-column"), SkipBadRows: c.Bool("skip-bad-rows")},
+		DryRun:       c.Bool("dry-run"),
+		NewRun:       c.Bool("new-run"),
+		RetryUnknown: c.Bool("retry-unknown"),
+		Timeouts:     send.Timeouts{Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
+	})
+	if err != nil {
+		return sendProblem(err)
+	}
+
+	// First Ctrl-C: finish what is in flight; second: stop now.
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintln(stderr, "\nmailroute: stopping: finishing the messages in flight (Ctrl-C again to stop at once)")
+				eng.Drain()
+				continue
+			}
+			cancel()
+			return
+		}
+	}()
+
+	var stop func()
+	if !c.Bool("dry-run") {
+		stop = eng.ShowProgress(stderr, isTerminal(stderr))
+	}
+	rep, runErr := eng.Run(ctx)
+	if stop != nil {
+		stop()
+	}
+	if rep == nil {
+		return sendProblem(runErr)
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return problem(err)
+		}
+	} else if err := rep.WriteText(c.App.Writer); err != nil {
+		return problem(err)
+	}
+	if runErr != nil {
+		return sendProblem(runErr)
+	}
+	if !rep.DryRun && rep.ExitCode() != 0 {
+		return problem(nil)
+	}
+	return nil
+}
+
+// sendProblem maps the engine's errors to exit codes: setup errors are
+// usage errors (nothing was sent), others say the run hit a problem.
+func sendProblem(err error) error {
+	var se *send.Error
+	if errors.As(err, &se) {
+		var ce *send.ConfigError
+		if errors.As(se.Err, &ce) || se.Setup {
+			if r := configProblem(se.Err); se.Hint == "" {
+				return r
+			}
+			return usage(flatten(se.Err), se.Hint)
+		}
+		return &cmdError{code: exitProblem, err: se.Err, hint: se.Hint}
+	}
+	return problem(err)
+}
+
+// configProblem reports config and list errors, one "error:" line each,
+// with the first hint found.
+func configProblem(err error) error {
+	hint := ""
+	var ce *send.ConfigError
+	var le *send.ListError
+	switch {
+	case errors.As(err, &ce):
+		hint = ce.Hint
+	case errors.As(err, &le):
+		hint = le.Hint
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok && hint == "" {
+		for _, e := range joined.Unwrap() {
+			if errors.As(e, &ce) && ce.Hint != "" {
+				hint = ce.Hint
+				break
+			}
+		}
+	}
+	return usage(flatten(err), hint)
+}
+
+// flatten makes a multi-line error print as several "mailroute: error:"
+// lines.
+func flatten(err error) error {
+	msg := strings.TrimRight(err.Error(), "\n")
+	if !strings.Contains(msg, "\n") {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(msg, "\n", "\nmailroute: error: "))
+}

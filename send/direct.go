@@ -1,0 +1,367 @@
+package send
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/smtpx"
+)
+
+// MXResolver finds where a domain's mail goes; *resolve.Resolver is one.
+type MXResolver interface {
+	MX(ctx context.Context, domain string) (*resolve.MXResult, error)
+}
+
+// mxCacheSize bounds the MX cache. The list is streamed, not sorted, so
+// recipients of one domain come at any time; a big LRU keeps each domain
+// resolved about once without the cache growing with the list.
+const mxCacheSize = 10000
+
+// mxRetryAfter is how long a temporary DNS failure is remembered: long
+// enough that a burst of recipients at a broken domain costs one look-up,
+// short enough that the retry of a deferred recipient asks again.
+const mxRetryAfter = 30 * time.Second
+
+// mxCache resolves each domain once (concurrent askers share the look-up)
+// and remembers the answer for the run.
+type mxCache struct {
+	r   MXResolver
+	now func() time.Time
+
+	mu    sync.Mutex
+	byKey map[string]*list.Element
+	lru   *list.List // of *mxEntry, most recent first
+}
+
+type mxEntry struct {
+	domain  string
+	ready   chan struct{} // closed when res/err are set
+	res     *resolve.MXResult
+	err     error
+	expires time.Time // zero: for the run
+}
+
+func newMXCache(r MXResolver, now func() time.Time) *mxCache {
+	return &mxCache{r: r, now: now, byKey: map[string]*list.Element{}, lru: list.New()}
+}
+
+func (c *mxCache) lookup(ctx context.Context, domain string) (*resolve.MXResult, error) {
+	c.mu.Lock()
+	if el, ok := c.byKey[domain]; ok {
+		ent := el.Value.(*mxEntry)
+		select {
+		case <-ent.ready:
+			if !ent.expires.IsZero() && c.now().After(ent.expires) {
+				c.lru.Remove(el)
+				delete(c.byKey, domain)
+				goto miss
+			}
+		default:
+		}
+		c.lru.MoveToFront(el)
+		c.mu.Unlock()
+		select {
+		case <-ent.ready:
+			return ent.res, ent.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+miss:
+	ent := &mxEntry{domain: domain, ready: make(chan struct{})}
+	c.byKey[domain] = c.lru.PushFront(ent)
+	for c.lru.Len() > mxCacheSize {
+		old := c.lru.Back()
+		c.lru.Remove(old)
+		delete(c.byKey, old.Value.(*mxEntry).domain)
+	}
+	c.mu.Unlock()
+
+	ent.res, ent.err = c.r.MX(ctx, domain)
+	if ent.err != nil && isTemporaryDNS(ent.err) {
+		ent.expires = c.now().Add(mxRetryAfter)
+	}
+	close(ent.ready)
+	return ent.res, ent.err
+}
+
+func isTemporaryDNS(err error) bool {
+	var re *resolve.Error
+	if errors.As(err, &re) {
+		return re.Temporary()
+	}
+	return true
+}
+
+// pool keeps idle direct sessions for reuse by the next recipient of the
+// same domain, and enforces the session limits: at most Threads open in
+// all (the engine's semaphore) and PerDomainThreads per domain. When every
+// slot is taken and some sessions are idle, the one idle longest is closed
+// to make room.
+type pool struct {
+	global *Semaphore
+	domain *KeyedSemaphore
+
+	mu   sync.Mutex
+	idle map[string][]*session
+	lru  *list.List // of *session, oldest at the back
+	elem map[*session]*list.Element
+	wake chan struct{}
+}
+
+func newPool(global *Semaphore, perDomain int) *pool {
+	return &pool{
+		global: global, domain: NewKeyedSemaphore(perDomain),
+		idle: map[string][]*session{}, lru: list.New(), elem: map[*session]*list.Element{},
+		wake: make(chan struct{}),
+	}
+}
+
+// get returns an idle session for key, or nil when the caller now holds
+// the slots to dial a new one (and must put or release it afterwards).
+func (p *pool) get(ctx context.Context, key string, now time.Time) (*session, error) {
+	for {
+		p.mu.Lock()
+		if len(p.idle[key]) > 0 {
+			s := p.takeLocked(key)
+			if s.usable(now) {
+				p.mu.Unlock()
+				return s, nil
+			}
+			// Too old to trust: close it, keep its slots for the dial.
+			p.mu.Unlock()
+			s.close()
+			return nil, nil
+		}
+		if p.domain.TryAcquire(key) {
+			if p.global.TryAcquire() {
+				p.mu.Unlock()
+				return nil, nil
+			}
+			if el := p.lru.Back(); el != nil {
+				victim := el.Value.(*session)
+				p.removeLocked(victim)
+				p.domain.Release(victim.key)
+				p.mu.Unlock()
+				victim.close() // its global slot passes to us
+				return nil, nil
+			}
+			p.domain.Release(key)
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (p *pool) takeLocked(key string) *session {
+	l := p.idle[key]
+	s := l[len(l)-1]
+	p.removeLocked(s)
+	return s
+}
+
+func (p *pool) removeLocked(s *session) {
+	l := p.idle[s.key]
+	for i := range l {
+		if l[i] == s {
+			l = append(l[:i], l[i+1:]...)
+			break
+		}
+	}
+	if len(l) == 0 {
+		delete(p.idle, s.key)
+	} else {
+		p.idle[s.key] = l
+	}
+	p.lru.Remove(p.elem[s])
+	delete(p.elem, s)
+}
+
+// put parks a healthy session for reuse.
+func (p *pool) put(s *session) {
+	p.mu.Lock()
+	p.idle[s.key] = append(p.idle[s.key], s)
+	p.elem[s] = p.lru.PushFront(s)
+	p.broadcastLocked()
+	p.mu.Unlock()
+}
+
+// release gives back the slots of a session that was closed (or never
+// opened).
+func (p *pool) release(key string) {
+	p.mu.Lock()
+	p.domain.Release(key)
+	p.global.Release()
+	p.broadcastLocked()
+	p.mu.Unlock()
+}
+
+func (p *pool) broadcastLocked() {
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+// closeAll closes the idle sessions at the end of the run.
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	var all []*session
+	for el := p.lru.Front(); el != nil; el = el.Next() {
+		all = append(all, el.Value.(*session))
+	}
+	for _, s := range all {
+		p.removeLocked(s)
+		p.domain.Release(s.key)
+		p.global.Release()
+	}
+	p.mu.Unlock()
+	for _, s := range all {
+		s.close()
+	}
+}
+
+// directWorker delivers to each recipient's MX, reusing idle sessions.
+func (e *Engine) directWorker(ctx context.Context) {
+	w := e.newWorker(nil)
+	defer w.abandon()
+	for {
+		j := w.take(ctx)
+		if j == nil {
+			return
+		}
+		if err := e.waitRate(ctx, nil); err != nil {
+			e.putBack(w, j)
+			return
+		}
+		msg, res := e.prepare(w, j)
+		if res != nil {
+			e.settle(w, j, *res)
+			continue
+		}
+		mx, err := e.mx.lookup(ctx, j.rcpt.Domain)
+		if r := mxResult(mx, err); r != nil {
+			e.settle(w, j, *r)
+			continue
+		}
+		e.settle(w, j, e.directDeliver(ctx, j, mx, msg))
+	}
+}
+
+func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult, msg *txn) result {
+	key := j.rcpt.Domain
+	for {
+		s, err := e.pool.get(e.soft, key, e.now())
+		if err != nil {
+			return result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
+		}
+		reused := s != nil
+		if s == nil {
+			var res *result
+			if s, res = e.dialMX(ctx, key, mx); res != nil {
+				e.pool.release(key)
+				return *res
+			}
+		}
+		res := e.judge(ctx, s, msg)
+		res.fallback = s.fallback
+		if res.drop {
+			s.close()
+			e.pool.release(key)
+		} else {
+			s.idle = e.now()
+			e.pool.put(s)
+		}
+		if res.stale && reused {
+			continue
+		}
+		return res
+	}
+}
+
+// mxResult turns what DNS said into an outcome when it settles the
+// recipient without SMTP: nil means go ahead.
+func mxResult(mx *resolve.MXResult, err error) *result {
+	if err != nil {
+		var re *resolve.Error
+		if errors.As(err, &re) && !re.Temporary() {
+			// NXDOMAIN, or no MX and no address: RFC 5321 §5.1 says report
+			// an error; nothing later will make the domain appear.
+			return &result{state: StateFailed, reason: err.Error()}
+		}
+		return &result{state: StateDeferred, reason: err.Error()}
+	}
+	if mx.Null {
+		return &result{state: StateFailed, reason: "domain accepts no mail (null MX, RFC 7505)"}
+	}
+	return nil
+}
+
+// dialMX opens a session to the first MX that takes one, in preference
+// order (RFC 5321 §5.1), trying the next host on a connect failure, a
+// timeout, or a 4xx/5xx greeting. It returns the session, or the outcome
+// for the recipient when none could be had.
+func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult) (*session, *result) {
+	port := strconv.Itoa(e.cfg.Direct.Port)
+	var last *smtpx.Error
+	tried, permanent := 0, 0
+	for i, h := range mx.Hosts {
+		if i >= e.cfg.Direct.MaxMXHosts {
+			break
+		}
+		if len(h.Addrs) == 0 {
+			if h.AddrErr != nil {
+				last = &smtpx.Error{Command: "connect", Message: fmt.Sprintf("%s: %v", h.Host, h.AddrErr)}
+			}
+			continue
+		}
+		for _, a := range h.Addrs {
+			spec := &dialSpec{
+				Addr: net.JoinHostPort(a.String(), port), ServerName: h.Host,
+				TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
+			}
+			tried++
+			s, err := dial(ctx, spec)
+			if err != nil && spec.TLS == TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
+				// Opportunistic TLS: the server offered STARTTLS but the
+				// handshake failed; plaintext is still better than no mail
+				// (RFC 7435 §1.3). Recorded, so the report can say so.
+				plain := *spec
+				plain.TLS = TLSNone
+				if s, err = dial(ctx, &plain); err == nil {
+					s.fallback = true
+				}
+			}
+			if err == nil {
+				s.key = domain
+				return s, nil
+			}
+			last = smtpx.Classify("connect", err)
+			last.Message = h.Host + ": " + last.Message
+			if last.Permanent && last.Reply() {
+				permanent++
+			}
+			if ctx.Err() != nil {
+				return nil, &result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
+			}
+		}
+	}
+	if last == nil {
+		return nil, &result{state: StateDeferred, reason: "no MX host has an address"}
+	}
+	if tried > 0 && permanent == tried {
+		// Every MX refused us outright (5xx greeting or EHLO).
+		return nil, &result{state: StateFailed, reason: last.Error(), code: last.Code}
+	}
+	return nil, &result{state: StateDeferred, reason: last.Error(), code: last.Code}
+}

@@ -1,0 +1,212 @@
+package send
+
+import (
+	"context"
+	"crypto/tls"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"github.com/mailroute/mailroute/internal/resolve"
+)
+
+// directMailing is a direct-mode mailing whose resolver is the fake DNS
+// and whose MX port is the fake server's.
+func directMailing(t *testing.T, f *fakeServer, d *fakeDNS, rcpts ...string) *mailing {
+	m := newMailing(t, f.addr, rcpts...)
+	m.cfg.Mode = ModeDirect
+	m.cfg.Relay = nil
+	m.cfg.Resolver = d.addr
+	m.cfg.Direct.Port = f.port
+	m.cfg.Threads = 4
+	return m
+}
+
+func mxTo(d *fakeDNS, domain string, hosts ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, h := range hosts {
+		d.mx[domain] = append(d.mx[domain], &dns.MX{Preference: uint16(10 * (i + 1)), Mx: h + "."})
+		d.a[h] = "127.0.0.1"
+	}
+}
+
+func TestDirectOutcomesByDNS(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	d := newFakeDNS(t)
+	mxTo(d, "ok.test", "mx.ok.test")
+	d.mu.Lock()
+	d.servfail["servfail.test"] = true
+	d.mx["null.test"] = []*dns.MX{{Preference: 0, Mx: "."}}
+	d.mu.Unlock()
+	m := directMailing(t, f, d, "a@ok.test", "b@servfail.test", "c@null.test", "d@nx.test", "e@ok.test")
+	m.cfg.Retry.Attempts = 1
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 2, Deferred: 1, Failed: 2})
+	for addr, want := range map[string]struct {
+		state  State
+		reason string
+	}{
+		"b@servfail.test": {StateDeferred, "SERVFAIL"},
+		"c@null.test":     {StateFailed, "domain accepts no mail (null MX, RFC 7505)"},
+		"d@nx.test":       {StateFailed, "NXDOMAIN"},
+		"a@ok.test":       {StateSent, ""},
+	} {
+		rec := m.record(t, addr)
+		if rec.State != want.state || !strings.Contains(rec.Reason, want.reason) {
+			t.Errorf("%s: %s %q, want %s %q", addr, rec.State, rec.Reason, want.state, want.reason)
+		}
+	}
+}
+
+func TestDirectMXFallbackOn421Greeting(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	f.mu.Lock()
+	f.refuse = 1
+	f.mu.Unlock()
+	d := newFakeDNS(t)
+	mxTo(d, "fb.test", "mx1.fb.test", "mx2.fb.test")
+	m := directMailing(t, f, d, "a@fb.test")
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 1})
+	if rec := m.record(t, "a@fb.test"); rec.Attempts != 1 {
+		t.Errorf("attempts = %d: trying the next MX is the same attempt", rec.Attempts)
+	}
+}
+
+func TestDirectAllMXBusyDefers(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	f.mu.Lock()
+	f.refuse = 100
+	f.mu.Unlock()
+	d := newFakeDNS(t)
+	mxTo(d, "busy.test", "mx1.busy.test", "mx2.busy.test")
+	m := directMailing(t, f, d, "a@busy.test")
+	m.cfg.Retry.Attempts = 1
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Deferred: 1})
+	if rec := m.record(t, "a@busy.test"); !strings.Contains(rec.Reason, "421") {
+		t.Errorf("reason %q", rec.Reason)
+	}
+}
+
+func TestDirectReusesSessionsWithinPerDomainLimit(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	f.onData = func(_ *smtp.Conn, _ string, _ int) error { time.Sleep(time.Millisecond); return nil }
+	d := newFakeDNS(t)
+	mxTo(d, "one.test", "mx.one.test")
+	m := directMailing(t, f, d, addrs(40, "one.test")...)
+	m.cfg.Direct.PerDomainThreads = 2
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 40})
+	if f.maxOpen > 2 {
+		t.Errorf("%d sessions at once to one domain, limit 2", f.maxOpen)
+	}
+	if f.sessions > 4 {
+		t.Errorf("%d sessions for 40 messages: idle sessions are not reused", f.sessions)
+	}
+}
+
+func TestDirectOpportunisticTLSFallsBack(t *testing.T) {
+	srvTLS, _ := testCert(t, t.TempDir())
+	// A server that offers STARTTLS but can only speak TLS 1.0: our
+	// handshake (TLS 1.2 at least) fails, and the retry is in plaintext.
+	srvTLS.MaxVersion = tls.VersionTLS10
+	f := newFakeServer(t, srvTLS, false)
+	d := newFakeDNS(t)
+	mxTo(d, "old.test", "mx.old.test")
+	m := directMailing(t, f, d, "a@old.test")
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 1})
+	if rep.TLSFallbacks != 1 || !m.record(t, "a@old.test").Fallback {
+		t.Errorf("fallback not recorded: %d", rep.TLSFallbacks)
+	}
+
+	// With tls = "starttls" there is no plaintext retry.
+	m2 := directMailing(t, f, d, "b@old.test")
+	m2.cfg.Direct.TLS = TLSStartTLS
+	m2.cfg.Retry.Attempts = 1
+	rep, err = m2.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Deferred: 1})
+}
+
+func TestDirectOpportunisticTLSUsesTLS(t *testing.T) {
+	srvTLS, _ := testCert(t, t.TempDir())
+	f := newFakeServer(t, srvTLS, false)
+	var sawTLS atomic.Bool
+	f.onRcpt = func(c *smtp.Conn, _ string, _ int) error {
+		_, ok := c.TLSConnectionState()
+		sawTLS.Store(ok)
+		return nil
+	}
+	d := newFakeDNS(t)
+	mxTo(d, "new.test", "mx.new.test")
+	m := directMailing(t, f, d, "a@new.test")
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 1})
+	if !sawTLS.Load() || rep.TLSFallbacks != 0 {
+		t.Errorf("TLS %v, fallbacks %d", sawTLS.Load(), rep.TLSFallbacks)
+	}
+}
+
+func TestMXCacheResolvesOncePerDomain(t *testing.T) {
+	var calls int
+	r := mxFunc(func(ctx context.Context, domain string) (*resolve.MXResult, error) {
+		calls++
+		if domain == "temp.test" {
+			return nil, &resolve.Error{Name: domain, Kind: resolve.ServFail}
+		}
+		return &resolve.MXResult{Domain: domain}, nil
+	})
+	now := time.Unix(1000, 0)
+	c := newMXCache(r, func() time.Time { return now })
+	for range 3 {
+		if _, err := c.lookup(context.Background(), "a.test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("%d look-ups for one domain", calls)
+	}
+	c.lookup(context.Background(), "temp.test")
+	c.lookup(context.Background(), "temp.test")
+	if calls != 2 {
+		t.Errorf("a temporary failure was not cached for a while (%d calls)", calls)
+	}
+	now = now.Add(mxRetryAfter + time.Second)
+	c.lookup(context.Background(), "temp.test")
+	if calls != 3 {
+		t.Errorf("a temporary failure was cached too long (%d calls)", calls)
+	}
+}
+
+type mxFunc func(ctx context.Context, domain string) (*resolve.MXResult, error)
+
+func (f mxFunc) MX(ctx context.Context, domain string) (*resolve.MXResult, error) {
+	return f(ctx, domain)
+}

@@ -1,0 +1,402 @@
+package send
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailroute/mailroute/internal/resolve"
+)
+
+// Options is what a run needs besides the Config.
+type Options struct {
+	ListPath string
+	TextPath string // the message template (text part)
+	HTMLPath string // optional HTML part
+	// JournalPath defaults to ListPath + ".journal", next to the list.
+	JournalPath string
+	List        ListOptions
+
+	DryRun bool // render, check and resolve; open no SMTP session
+	// NewRun drops an existing journal's records and starts over; without
+	// it a journal of another list or message is an error.
+	NewRun bool
+	// RetryUnknown sends again to recipients whose outcome is unknown
+	// (connection lost after the final dot): they may get the message twice.
+	RetryUnknown bool
+
+	Timeouts Timeouts
+	// DrainTimeout bounds how long Drain lets transactions in flight finish
+	// before the run is stopped hard. Default 30 s.
+	DrainTimeout time.Duration
+	// RetryQueue caps the recipients waiting in memory for a retry within
+	// this run; past it a deferred recipient waits for a re-run. Default 10000.
+	RetryQueue int
+
+	// Resolver is used for MX look-ups in direct mode; nil: the config's
+	// resolver, else /etc/resolv.conf.
+	Resolver MXResolver
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// SoftMemoryLimit is the Go heap size a run asks the garbage collector to
+// stay under (runtime/debug.SetMemoryLimit), so that the process stays
+// within 64 MB: the engine's live memory is a few MB whatever the list's
+// size (the list is streamed, the journal is on disk, caches are bounded),
+// but with the default GOGC the garbage of a million rendered messages
+// would let the heap swing far above it.
+const SoftMemoryLimit = 40 << 20
+
+// Error is a failure of a run as a whole, with a hint for the user. Setup
+// errors happen before anything is sent (exit 2); others stop a run that
+// had started (exit 1).
+type Error struct {
+	Err   error
+	Hint  string
+	Setup bool
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Engine runs one mailing. Make it with New, then call Run once. Drain may
+// be called from another goroutine (on SIGINT).
+type Engine struct {
+	cfg  *Config
+	opts Options
+	now  func() time.Time
+	helo string
+
+	tmpl    *Template
+	signer  *Signer
+	journal *Journal
+	stats   *ListStats
+
+	relays   []*relayTarget
+	mx       *mxCache
+	pool     *pool
+	rate     *RateLimiter
+	sessions *Semaphore
+
+	// soft is cancelled to stop taking work (Drain, a fatal error, the end
+	// of the list); hard to abort what is in flight.
+	soft, hard           context.Context
+	stopSoft, stopHard   context.CancelFunc
+	jobs                 chan *job
+	draining             <-chan struct{}
+	drainOnce            sync.Once
+	interrupted, started atomic.Bool
+
+	retry  *retryQueue
+	active sync.WaitGroup // jobs taken from the list and not settled
+
+	mu    sync.Mutex
+	fatal *Error
+	tally *tally
+	rnd   *rand.Rand
+
+	progress progressCounters
+}
+
+// New checks what can be checked without sending: the config (defaults
+// are filled in), the list, the template against the list's columns, the
+// DKIM key. Its errors are *Error with Setup set.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	e := &Engine{cfg: cfg, opts: opts, now: opts.Now}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.opts.JournalPath == "" {
+		e.opts.JournalPath = opts.ListPath + ".journal"
+	}
+	if e.opts.DrainTimeout <= 0 {
+		e.opts.DrainTimeout = 30 * time.Second
+	}
+	if e.opts.RetryQueue <= 0 {
+		e.opts.RetryQueue = 10000
+	}
+	e.opts.Timeouts = e.opts.Timeouts.withDefaults()
+	setup := func(err error, hint string) (*Engine, error) {
+		var le *ListError
+		if hint == "" && errors.As(err, &le) {
+			hint = le.Hint
+		}
+		return nil, &Error{Err: err, Hint: hint, Setup: true}
+	}
+	cfg.ApplyDefaults() // LoadConfig did it already; a Config made in code may not have
+	if err := cfg.Validate(); err != nil {
+		return setup(err, "")
+	}
+	e.helo = cfg.Helo
+	if e.helo == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return setup(fmt.Errorf("no helo set and the host name is unknown: %v", err), "set helo in the config")
+		}
+		e.helo = h
+	}
+	st, err := ValidateList(opts.ListPath, opts.List)
+	if err != nil {
+		return setup(err, "")
+	}
+	e.stats = st
+	if e.tmpl, err = LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
+		return setup(err, "")
+	}
+	if err := e.tmpl.Check(st.Header); err != nil {
+		return setup(err, "the template may only use the list's columns")
+	}
+	if cfg.DKIM != nil {
+		if e.signer, err = NewSigner(cfg.DKIM); err != nil {
+			return setup(err, "")
+		}
+	}
+	e.rate = NewRateLimiter(cfg.Rate)
+	e.sessions = NewSemaphore(cfg.Threads)
+	e.tally = newTally()
+	e.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6d61696c))
+	return e, nil
+}
+
+// Drain stops taking recipients; transactions in flight may finish within
+// the drain timeout, then the run is stopped hard. Safe to call more than
+// once and from any goroutine.
+func (e *Engine) Drain() {
+	e.interrupted.Store(true)
+	e.mu.Lock()
+	soft, hard := e.stopSoft, e.stopHard
+	e.mu.Unlock()
+	if soft == nil {
+		return // Run has not started; it will see interrupted
+	}
+	e.drainOnce.Do(func() {
+		soft()
+		time.AfterFunc(e.opts.DrainTimeout, hard)
+	})
+}
+
+// fail records the first fatal error and stops the run softly.
+func (e *Engine) fail(err *Error) {
+	e.mu.Lock()
+	if e.fatal == nil {
+		e.fatal = err
+	}
+	soft := e.stopSoft
+	e.mu.Unlock()
+	if soft != nil {
+		soft()
+	}
+}
+
+// Run sends the mailing. Cancelling ctx stops it hard: connections are
+// closed at once and what was in flight is recorded as well as can be. The
+// Report is returned whenever the run started, also with an error.
+func (e *Engine) Run(ctx context.Context) (*Report, error) {
+	if !e.started.CompareAndSwap(false, true) {
+		return nil, errors.New("send: Engine.Run called twice")
+	}
+	hard, stopHard := context.WithCancel(ctx)
+	defer stopHard()
+	soft, stopSoft := context.WithCancel(hard)
+	e.mu.Lock()
+	e.hard, e.stopHard, e.soft, e.stopSoft = hard, stopHard, soft, stopSoft
+	e.draining = soft.Done()
+	e.mu.Unlock()
+	if e.interrupted.Load() {
+		e.Drain()
+	}
+
+	if err := e.prepareTargets(); err != nil {
+		return nil, err
+	}
+	if e.opts.DryRun {
+		return e.dryRun()
+	}
+	meta, err := e.journalMeta()
+	if err != nil {
+		return nil, &Error{Err: err, Setup: true}
+	}
+	e.journal, err = OpenJournal(e.opts.JournalPath, meta, e.opts.NewRun)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, ErrJournalMismatch) {
+			hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
+		}
+		return nil, &Error{Err: err, Hint: hint, Setup: true}
+	}
+	lr, err := OpenList(e.opts.ListPath, e.opts.List)
+	if err != nil {
+		e.journal.Close()
+		return nil, &Error{Err: err, Setup: true}
+	}
+	defer lr.Close()
+
+	start := e.now()
+	e.jobs = make(chan *job)
+	e.retry = newRetryQueue(e.opts.RetryQueue)
+	var workers sync.WaitGroup
+	if e.cfg.Mode == ModeDirect {
+		e.pool = newPool(e.sessions, e.cfg.Direct.PerDomainThreads)
+		for range e.cfg.Threads {
+			workers.Go(func() { e.directWorker(e.hard) })
+		}
+	} else {
+		for _, t := range e.relays {
+			for range t.threads {
+				workers.Go(func() { e.relayWorker(e.hard, t) })
+			}
+		}
+	}
+	var sched sync.WaitGroup
+	sched.Go(e.schedule)
+
+	e.feed(lr)
+	e.active.Wait()
+	e.stopSoft() // nothing left: workers and the scheduler end
+	sched.Wait()
+	workers.Wait()
+	if e.pool != nil {
+		e.pool.closeAll()
+	}
+	if err := e.journal.Close(); err != nil {
+		e.fail(&Error{Err: err, Hint: "the journal could not be written; check the disk (space, permissions)"})
+	}
+	rep := e.report(start)
+	if e.fatal != nil {
+		return rep, e.fatal
+	}
+	return rep, nil
+}
+
+// prepareTargets sets up relays (secrets, TLS roots) or the resolver.
+func (e *Engine) prepareTargets() error {
+	if e.cfg.Mode == ModeDirect {
+		r := e.opts.Resolver
+		if r == nil {
+			var res *resolve.Resolver
+			var err error
+			if e.cfg.Resolver != "" {
+				res, err = resolve.New(e.cfg.Resolver)
+			} else {
+				res, err = resolve.FromResolvConf("/etc/resolv.conf")
+			}
+			if err != nil {
+				return &Error{Err: fmt.Errorf("resolver: %w", err), Hint: "set resolver = \"IP\" in the config", Setup: true}
+			}
+			r = res
+		}
+		e.mx = newMXCache(r, e.now)
+		return nil
+	}
+	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts)
+	if err != nil {
+		return &Error{Err: err, Hint: "secrets come from password_env or password_cmd; see `mailroute config describe`", Setup: true}
+	}
+	e.relays = relays
+	return nil
+}
+
+// feed streams the list into the workers, skipping what the journal says
+// is done. It returns at the end of the list or when the run stops.
+func (e *Engine) feed(lr *ListReader) {
+	run := e.journal.Run()
+	for e.soft.Err() == nil {
+		rcpt, err := lr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			e.fail(&Error{Err: fmt.Errorf("reading the list: %w", err)})
+			return
+		}
+		rec, ok, err := e.journal.Get(rcpt.Line)
+		if err != nil {
+			e.fail(&Error{Err: err, Hint: "the journal is damaged; start over with --new-run"})
+			return
+		}
+		if ok && !e.resume(rcpt, &rec, run) {
+			continue
+		}
+		rec.Addr, rec.Domain = rcpt.Addr, rcpt.Domain
+		j := &job{rcpt: rcpt, rec: rec}
+		e.active.Add(1)
+		select {
+		case e.jobs <- j:
+		case <-e.soft.Done():
+			e.finish(j, StatePending, "")
+			return
+		}
+	}
+}
+
+// resume decides what to do with a recipient the journal knows. It counts
+// the ones it leaves alone and reports whether to send.
+func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
+	switch rec.State {
+	case StateSent, StateFailed:
+		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
+		e.progress.count(rec.State, false)
+		return false
+	case StateDataSent:
+		if rec.Run == run {
+			return false // cannot happen: each line is read once per run
+		}
+		// The run that wrote it died between the dot and the reply.
+		rec.State = StateUnknown
+		rec.Reason = "the previous run stopped after the final dot, before the reply (RFC 1047)"
+		e.journal.Put(rcpt.Line, *rec, nil)
+		fallthrough
+	case StateUnknown:
+		if e.opts.RetryUnknown {
+			return true
+		}
+		e.tally.add(rcpt.Domain, StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
+		e.progress.count(StateUnknown, false)
+		return false
+	}
+	// pending, sending (the dot was never written), deferred: send now. A
+	// deferred recipient is retried at once on a re-run, whatever its
+	// next_at: a user who runs the command again wants it tried.
+	return true
+}
+
+// take hands a worker its next job, or nil when it should stop.
+func (e *Engine) take(ctx context.Context) *job {
+	select {
+	case j := <-e.jobs:
+		return j
+	case <-e.soft.Done():
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (e *Engine) waitRate(ctx context.Context, own *RateLimiter) error {
+	if err := e.rate.Wait(e.soft); err != nil {
+		return err
+	}
+	return own.Wait(e.soft)
+}
+
+// journalMeta identifies the mailing: the list's digest, and a digest of
+// what shapes each message (templates, sender, DKIM) but not of how it is
+// sent (threads, rates, relays may change between runs).
+func (e *Engine) journalMeta() (JournalMeta, error) {
+	ld, err := ListDigest(e.opts.ListPath)
+	if err != nil {
+		return JournalMeta{}, err
+	}
+	md, err := messageDigest(e.opts.TextPath, e.opts.HTMLPath, e.cfg)
+	if err != nil {
+		return JournalMeta{}, err
+	}
+	return JournalMeta{ListDigest: ld, MessageDigest: md}, nil
+}

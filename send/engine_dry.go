@@ -1,0 +1,176 @@
+package send
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Plan is what a dry run found: what a real run would do.
+type Plan struct {
+	WouldSend   int         `json:"would_send"`   // messages rendered and ready
+	AlreadyDone int         `json:"already_done"` // sent, failed or unknown in the journal
+	WouldFail   int         `json:"would_fail"`   // the message can't be made, or the domain takes no mail
+	DNSTrouble  int         `json:"dns_trouble"`  // direct: MX look-up failed for now (would be deferred)
+	Domains     int         `json:"domains"`      // distinct recipient domains
+	Threads     int         `json:"threads"`
+	Rate        string      `json:"rate,omitempty"`
+	Relays      []PlanRelay `json:"relays,omitempty"`
+	// Duration is the least time the rate limits allow for WouldSend
+	// messages; zero when no rate is set.
+	Seconds float64 `json:"min_seconds,omitempty"`
+}
+
+// PlanRelay is one relay as a run would use it.
+type PlanRelay struct {
+	Addr    string  `json:"addr"`
+	TLS     TLSMode `json:"tls"`
+	Auth    string  `json:"auth"`
+	Threads int     `json:"threads"`
+	Rate    string  `json:"rate,omitempty"`
+}
+
+// dryRun renders every message, resolves every domain (direct mode) and
+// reads the journal, but opens no SMTP session and writes nothing.
+func (e *Engine) dryRun() (*Report, error) {
+	start := e.now()
+	plan := &Plan{Threads: e.cfg.Threads, Domains: e.stats.Domains}
+	if !e.cfg.Rate.IsZero() {
+		plan.Rate = e.cfg.Rate.String()
+	}
+	for i, t := range e.relays {
+		r := e.cfg.Relay[i]
+		pr := PlanRelay{Addr: t.name, TLS: r.TLS, Auth: r.Auth, Threads: t.threads}
+		if !r.Rate.IsZero() {
+			pr.Rate = r.Rate.String()
+		}
+		plan.Relays = append(plan.Relays, pr)
+	}
+	var jr *Journal
+	if _, err := os.Stat(e.opts.JournalPath); err == nil && !e.opts.NewRun {
+		meta, err := e.journalMeta()
+		if err != nil {
+			return nil, &Error{Err: err, Setup: true}
+		}
+		if jr, err = OpenJournalReadOnly(e.opts.JournalPath, meta); err != nil {
+			hint := ""
+			if errors.Is(err, ErrJournalMismatch) {
+				hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
+			}
+			return nil, &Error{Err: err, Hint: hint, Setup: true}
+		}
+		defer jr.Close()
+	}
+	lr, err := OpenList(e.opts.ListPath, e.opts.List)
+	if err != nil {
+		return nil, &Error{Err: err, Setup: true}
+	}
+	defer lr.Close()
+	for e.soft.Err() == nil {
+		rcpt, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, &Error{Err: err, Setup: true}
+		}
+		if jr != nil {
+			rec, ok, err := jr.Get(rcpt.Line)
+			if err != nil {
+				return nil, &Error{Err: err, Setup: true}
+			}
+			if ok && (rec.State == StateSent || rec.State == StateFailed ||
+				(rec.State == StateUnknown || rec.State == StateDataSent) && !e.opts.RetryUnknown) {
+				plan.AlreadyDone++
+				continue
+			}
+		}
+		if _, err := e.tmpl.Render(rcpt, RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
+			plan.WouldFail++
+			e.tally.add(rcpt.Domain, StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
+			continue
+		}
+		if e.mx != nil {
+			mx, err := e.mx.lookup(e.soft, rcpt.Domain)
+			if r := mxResult(mx, err); r != nil {
+				if r.state == StateFailed {
+					plan.WouldFail++
+				} else {
+					plan.DNSTrouble++
+				}
+				e.tally.add(rcpt.Domain, r.state, r.reason, time.Time{}, false, rcpt.Addr)
+				continue
+			}
+		}
+		plan.WouldSend++
+		e.tally.add(rcpt.Domain, StatePending, "", time.Time{}, false, "")
+	}
+	if r := e.cfg.Rate; r.N > 0 && r.Window > 0 {
+		plan.Seconds = float64(plan.WouldSend) * r.Window.Seconds() / float64(r.N)
+	}
+	end := e.now()
+	rep := &Report{
+		Mode: e.cfg.Mode, DryRun: true, Journal: e.opts.JournalPath,
+		Started: start, Finished: end, Seconds: end.Sub(start).Seconds(),
+		Recipients: e.stats.Good, BadRows: e.stats.BadCount, Plan: plan,
+		Interrupted: e.interrupted.Load(),
+	}
+	e.tally.fill(rep)
+	rep.Counts, rep.ThisRun = Counts{}, Counts{}
+	return rep, nil
+}
+
+func (p *Plan) writeText(b *strings.Builder, r *Report) {
+	fmt.Fprintf(b, "dry run: nothing was sent\n")
+	fmt.Fprintf(b, "%d recipients in %d %s", r.Recipients, p.Domains, plural(p.Domains, "domain", "domains"))
+	if r.BadRows > 0 {
+		fmt.Fprintf(b, " (%d bad rows left out)", r.BadRows)
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(b, "would send %d %s", p.WouldSend, plural(p.WouldSend, "message", "messages"))
+	if p.AlreadyDone > 0 {
+		fmt.Fprintf(b, "; %d already done in the journal", p.AlreadyDone)
+	}
+	b.WriteString("\n")
+	if p.WouldFail > 0 {
+		fmt.Fprintf(b, "would fail %d (see reasons below)\n", p.WouldFail)
+	}
+	if p.DNSTrouble > 0 {
+		fmt.Fprintf(b, "%d recipients' domains could not be resolved now (would be deferred)\n", p.DNSTrouble)
+	}
+	if r.Mode == ModeDirect {
+		fmt.Fprintf(b, "mode direct: %d sessions in all", p.Threads)
+	} else {
+		fmt.Fprintf(b, "mode relay: %d sessions in all", p.Threads)
+	}
+	if p.Rate != "" {
+		fmt.Fprintf(b, ", at most %s", p.Rate)
+	}
+	b.WriteString("\n")
+	for _, rl := range p.Relays {
+		fmt.Fprintf(b, "  relay %s tls=%s auth=%s threads=%d", rl.Addr, rl.TLS, rl.Auth, rl.Threads)
+		if rl.Rate != "" {
+			fmt.Fprintf(b, " rate=%s", rl.Rate)
+		}
+		b.WriteString("\n")
+	}
+	if p.Seconds > 0 {
+		fmt.Fprintf(b, "the rate limit alone makes this take at least %s\n", time.Duration(p.Seconds*float64(time.Second)).Round(time.Second))
+	}
+	if len(r.Reasons) > 0 {
+		b.WriteString("reasons:\n")
+		for _, x := range r.Reasons {
+			fmt.Fprintf(b, "  %6d %s\n", x.Count, x.Reason)
+		}
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,403 @@
+package send
+
+import (
+	"container/heap"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailroute/mailroute/internal/smtpx"
+)
+
+// job is one recipient on its way through this run.
+type job struct {
+	rcpt     *Recipient // its Line is the journal key
+	rec      Record     // as last written
+	tries    int        // attempts in this run
+	firstTry time.Time
+	usedNow  bool // the one immediate retry after a 452 was spent
+	recorded bool // the attempt is already in the journal's queue (taken ahead)
+	due      time.Time
+	index    int // in the retry heap
+}
+
+// worker is what one worker goroutine reuses from message to message.
+type worker struct {
+	e       *Engine
+	commit  *Commit
+	waiting bool // a record was handed with commit and not waited for
+	j       *job // the job of the transaction in progress
+	next    *job // taken ahead, its attempt recorded with j's data_sent
+	ahead   bool // no rate limit applies: taking ahead is allowed
+	msg     txn
+}
+
+func (e *Engine) newWorker(own *RateLimiter) *worker {
+	w := &worker{e: e, commit: NewCommit(), ahead: e.rate == nil && own == nil}
+	w.msg.BeforeRcpt = w.flushCommit
+	w.msg.AfterRcpt = w.dataSent
+	w.msg.BeforeDot = w.flushCommit
+	return w
+}
+
+// flushCommit waits for the record last handed with the worker's Commit.
+func (w *worker) flushCommit() error {
+	if !w.waiting {
+		return nil
+	}
+	w.waiting = false
+	return w.commit.Wait()
+}
+
+// dataSent queues the record that the final dot is about to be written;
+// BeforeDot waits for its commit. Between the two the record may be on
+// disk while the dot is not: a crash then leaves "unknown" for a message
+// never sent, the safe side of the line (RFC 1047's duplicate is the other).
+//
+// When another job is waiting, it is taken now and its attempt queued
+// right behind: the journal commits in queue order, so the one wait before
+// the dot covers both, and the next transaction needs no wait of its own
+// before RCPT. That halves the fsync waits per message.
+func (w *worker) dataSent() {
+	rec := w.j.rec
+	rec.State = StateDataSent
+	if w.ahead && w.next == nil {
+		select {
+		case n := <-w.e.jobs:
+			w.next = n
+			w.e.journal.Put(w.j.rcpt.Line, rec, nil)
+			w.e.record(w, n)
+			return
+		default:
+		}
+	}
+	w.e.journal.Put(w.j.rcpt.Line, rec, w.commit)
+	w.waiting = true
+}
+
+// take returns the job taken ahead, if any, else the next one.
+func (w *worker) take(ctx context.Context) *job {
+	if j := w.next; j != nil {
+		w.next = nil
+		if w.e.soft.Err() != nil { // stopping: it was taken, not started
+			w.e.putBack(w, j)
+			return nil
+		}
+		return j
+	}
+	return w.e.take(ctx)
+}
+
+// abandon gives back a job taken ahead when the worker stops.
+func (w *worker) abandon() {
+	if w.next != nil {
+		w.e.putBack(w, w.next)
+		w.next = nil
+	}
+}
+
+// record queues j's attempt ("sending") with the worker's Commit.
+func (e *Engine) record(w *worker, j *job) {
+	j.rec.State = StateSending
+	j.rec.Attempts++
+	j.recorded = true
+	e.journal.Put(j.rcpt.Line, j.rec, w.commit)
+	w.waiting = true
+}
+
+// prepare renders j's message and records the attempt (not waiting for
+// the commit: the session's MAIL overlaps the fsync, and RCPT waits for
+// it). A result is returned when the recipient is settled without SMTP.
+func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
+	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer})
+	if err != nil {
+		return nil, &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
+	}
+	from := e.cfg.From
+	if from == "" {
+		from = r.From
+	}
+	if !j.recorded {
+		e.record(w, j)
+	}
+	w.j = j
+	w.msg.From, w.msg.To, w.msg.Data = from, j.rcpt.Addr, r.Data
+	return &w.msg, nil
+}
+
+// result is what one attempt came to.
+type result struct {
+	state       State
+	reason      string // the server's words, or what went wrong
+	code        int
+	drop        bool // close the session
+	stale       bool // a reused session failed before the recipient was named: redo on a fresh one
+	retryNow    bool // 452: a new transaction may succeed at once
+	fallback    bool
+	interrupted bool         // the run stopped before the server saw the recipient
+	relayFault  *smtpx.Error // relay mode: the relay refused us, not the recipient
+	journalErr  error        // the journal could not be written
+}
+
+// judge runs one transaction on s and decides what its outcome means.
+// This is the whole reply policy, after RFC 5321 §4.2.1 and §4.5.3.1.10.
+func (e *Engine) judge(ctx context.Context, s *session, m *txn) result {
+	reply, st, err := s.deliver(m)
+	if err == nil {
+		return result{state: StateSent, reason: reply}
+	}
+	var je errJournal
+	if errors.As(err, &je) {
+		e.fail(&Error{Err: je.err, Hint: "the journal could not be written; check the disk (space, permissions)"})
+		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.err}
+	}
+	se := smtpx.Classify("DATA", err)
+	res := result{reason: se.Error(), code: se.Code}
+	switch {
+	case st == stageDot && !se.Reply():
+		// RFC 1047: the dot went out, the reply did not come back. The
+		// server may have the message; sending again could duplicate it.
+		res.state, res.drop = StateUnknown, true
+	case !se.Reply() && ctx.Err() != nil:
+		// Stopped hard before the dot: the server cannot have the message.
+		res.state, res.drop, res.interrupted = StatePending, true, true
+	case !se.Reply():
+		// Reset, timeout, closed: this connection is done for.
+		res.state, res.drop = StateDeferred, true
+		res.stale = st == stageMail
+	case se.Code == 421:
+		// RFC 5321 §3.8: the server is closing the channel.
+		res.state, res.drop = StateDeferred, true
+	case se.Code == 452 && st == stageRcpt:
+		// RFC 5321 §4.5.3.1.10: too many recipients. Each transaction has
+		// one (messages are personal), so the server counts per session:
+		// a new session, and at once.
+		res.state, res.drop, res.retryNow = StateDeferred, true, true
+	case !se.Permanent:
+		res.state = StateDeferred
+	case st == stageMail && e.cfg.Mode != ModeDirect:
+		// The relay refuses our sender (or wants a login): it would refuse
+		// every recipient the same way.
+		res.state, res.drop, res.relayFault = StatePending, true, se
+	default:
+		res.state = StateFailed
+	}
+	return res
+}
+
+// settle records the outcome of j's attempt and decides what comes next:
+// done, a retry within this run, or deferred until a re-run.
+func (e *Engine) settle(w *worker, j *job, res result) {
+	j.recorded = false
+	if err := w.flushCommit(); err != nil {
+		e.fail(&Error{Err: err, Hint: "the journal could not be written; check the disk (space, permissions)"})
+	}
+	now := e.now()
+	rec := &j.rec
+	rec.Fallback = res.fallback
+	switch {
+	case res.interrupted || res.state == StatePending:
+		e.putBack(w, j)
+		return
+	case res.state == StateDeferred:
+		j.tries++
+		if j.firstTry.IsZero() {
+			j.firstTry = now
+		}
+		delay := e.backoff(j.tries)
+		if res.retryNow && !j.usedNow {
+			delay, j.usedNow = 0, true
+		}
+		rec.State, rec.NextAt, rec.Reason = StateDeferred, now.Add(delay), res.reason
+		e.journal.Put(j.rcpt.Line, *rec, nil)
+		within := time.Duration(e.cfg.Retry.Within)
+		if e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts && rec.NextAt.Sub(j.firstTry) <= within &&
+			e.retry.push(j, rec.NextAt) {
+			e.progress.retrying.Add(1)
+			return
+		}
+	default:
+		rec.State, rec.NextAt, rec.Reason = res.state, time.Time{}, res.reason
+		e.journal.Put(j.rcpt.Line, *rec, nil)
+	}
+	e.finish(j, rec.State, rec.Reason)
+}
+
+// putBack returns a job the run could not try: it is recorded pending
+// again (the attempt never reached the recipient) and a re-run sends it.
+func (e *Engine) putBack(w *worker, j *job) {
+	if w != nil {
+		_ = w.flushCommit()
+	}
+	j.recorded = false
+	if j.rec.State == StateSending {
+		j.rec.Attempts--
+	}
+	if j.rec.State == StateSending || j.rec.State == StatePending {
+		j.rec.State = StatePending
+		e.journal.Put(j.rcpt.Line, j.rec, nil)
+	}
+	e.finish(j, j.rec.State, j.rec.Reason)
+}
+
+// finish counts j's outcome for this run and lets it go.
+func (e *Engine) finish(j *job, st State, reason string) {
+	var next time.Time
+	if st == StateDeferred {
+		next = j.rec.NextAt
+	}
+	if st != StatePending {
+		e.tally.add(j.rcpt.Domain, st, reason, next, j.rec.Fallback, j.rcpt.Addr)
+		e.tally.addRun(st)
+		e.progress.count(st, true)
+	}
+	e.active.Done()
+}
+
+// backoff is the wait after the n-th temporary failure: Retry.Backoff
+// doubled each time, at most Retry.MaxBackoff, then perturbed to between
+// half and all of it, so that recipients deferred together (a burst of
+// 421s) do not all come back at the same instant.
+func (e *Engine) backoff(n int) time.Duration {
+	d := time.Duration(e.cfg.Retry.Backoff)
+	maxD := time.Duration(e.cfg.Retry.MaxBackoff)
+	for i := 1; i < n && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	if d <= 1 {
+		return d
+	}
+	e.mu.Lock()
+	j := e.rnd.Int64N(int64(d/2) + 1)
+	e.mu.Unlock()
+	return d/2 + time.Duration(j)
+}
+
+// retryQueue holds deferred jobs until they are due, earliest first. It is
+// bounded: memory must not grow with the list, and a recipient that does
+// not fit waits for a re-run, which retries deferred recipients at once.
+type retryQueue struct {
+	mu     sync.Mutex
+	h      jobHeap
+	max    int
+	closed bool // the scheduler has stopped: push refuses
+	wake   chan struct{}
+}
+
+func newRetryQueue(n int) *retryQueue {
+	return &retryQueue{max: n, wake: make(chan struct{}, 1)}
+}
+
+func (q *retryQueue) push(j *job, due time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.h) >= q.max {
+		return false
+	}
+	j.due = due
+	heap.Push(&q.h, j)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// schedule moves due retries to the workers until the run stops; then the
+// jobs still waiting stay deferred (the journal already says so).
+func (e *Engine) schedule() {
+	q := e.retry
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		var j *job
+		wait := time.Hour
+		if len(q.h) > 0 {
+			if d := q.h[0].due.Sub(e.now()); d <= 0 {
+				j = heap.Pop(&q.h).(*job)
+			} else {
+				wait = d
+			}
+		}
+		q.mu.Unlock()
+		if j != nil {
+			e.progress.retrying.Add(-1)
+			select {
+			case e.jobs <- j:
+				continue
+			case <-e.soft.Done():
+				e.finish(j, StateDeferred, j.rec.Reason)
+			}
+		}
+		if e.soft.Err() != nil {
+			q.mu.Lock()
+			left := q.h
+			q.h, q.closed = nil, true
+			q.mu.Unlock()
+			for _, j := range left {
+				e.progress.retrying.Add(-1)
+				e.finish(j, StateDeferred, j.rec.Reason)
+			}
+			return
+		}
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-q.wake:
+		case <-e.soft.Done():
+		}
+	}
+}
+
+type jobHeap []*job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(a, b int) bool { return h[a].due.Before(h[b].due) }
+func (h jobHeap) Swap(a, b int) {
+	h[a], h[b] = h[b], h[a]
+	h[a].index, h[b].index = a, b
+}
+func (h *jobHeap) Push(x any) {
+	j := x.(*job)
+	j.index = len(*h)
+	*h = append(*h, j)
+}
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return j
+}
+
+// messageDigest hashes what makes the messages what they are, so that a
+// re-run with another message is refused rather than mixing two mailings
+// in one journal.
+func messageDigest(textPath, htmlPath string, cfg *Config) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{textPath, htmlPath} {
+		if p == "" {
+			fmt.Fprintf(h, "-\n")
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%d\n", len(b))
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "from=%q\n", cfg.From)
+	if d := cfg.DKIM; d != nil {
+		fmt.Fprintf(h, "dkim=%q %q %q\n", d.Domain, d.Selector, strings.Join(d.Headers, ","))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}

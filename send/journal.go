@@ -1,0 +1,483 @@
+package send
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is where one recipient stands. The journal keeps it on disk so
+// that a re-run resumes instead of sending twice.
+//
+//	pending ──▶ sending ──▶ data_sent ──▶ sent
+//	               │             │
+//	               │             └──(no reply)──▶ unknown
+//	               └──▶ deferred(n, next_at) │ failed(reason)
+//
+// "sending" is committed (fsync) before RCPT TO names the recipient;
+// "data_sent" is committed before the final dot is written. So after a
+// crash, "sending" means the message cannot have been accepted (safe to send
+// again) and "data_sent" means it may have been (RFC 1047: the reply to the
+// dot was lost), which a re-run reports as unknown.
+type State uint8
+
+// The states of a recipient. The numbers are stored on disk: append only.
+const (
+	StatePending  State = iota // not tried yet (no record)
+	StateSending               // an attempt started; the dot was not written
+	StateDataSent              // the final dot was (or was about to be) written; no reply yet
+	StateSent                  // the server accepted the message (2xx after the dot)
+	StateDeferred              // a temporary failure; tried again later or by a re-run
+	StateFailed                // a permanent failure; never tried again
+	StateUnknown               // the connection was lost after the dot: maybe delivered
+)
+
+var stateNames = [...]string{"pending", "sending", "data_sent", "sent", "deferred", "failed", "unknown"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", s)
+}
+
+// MarshalText makes a State appear by name in JSON.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Final reports whether a re-run leaves the recipient alone (without
+// --retry-unknown).
+func (s State) Final() bool { return s == StateSent || s == StateFailed || s == StateUnknown }
+
+// Record is a recipient's entry in the journal.
+type Record struct {
+	State    State
+	Run      uint32    // the run that wrote it (1, 2, … per journal)
+	Attempts int       // tries in all runs
+	NextAt   time.Time // deferred: when a retry is due
+	Updated  time.Time
+	Addr     string // the recipient, as normalized from the list
+	Domain   string // recipient domain, for the report (not stored: taken from Addr)
+	Reason   string // the server's words (failed, deferred) or its acceptance line (sent)
+	Fallback bool   // the last session fell back to plaintext after a failed TLS handshake
+}
+
+// trimEvery is how often the committer drops the journal's mapped pages
+// from the process (see trim): often enough that they never add up to much.
+const trimEvery = 2 * time.Second
+
+// maxReason caps the stored server words; a reply longer than this is noise.
+const maxReason = 512
+
+const recordVersion = 1
+
+func (r *Record) appendBinary(b []byte) []byte {
+	b = append(b, recordVersion, byte(r.State))
+	b = binary.BigEndian.AppendUint32(b, r.Run)
+	b = binary.BigEndian.AppendUint32(b, uint32(min(r.Attempts, 1<<31)))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(r.NextAt)))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(r.Updated)))
+	var flags byte
+	if r.Fallback {
+		flags |= 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(r.Addr)))
+	b = append(b, r.Addr...) // the domain is not stored: it is the part after the @
+	reason := r.Reason
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	b = binary.AppendUvarint(b, uint64(len(reason)))
+	return append(b, reason...)
+}
+
+var errBadRecord = errors.New("journal: damaged record")
+
+func (r *Record) unmarshal(b []byte) error {
+	const fixed = 2 + 4 + 4 + 8 + 8 + 1
+	if len(b) < fixed || b[0] != recordVersion {
+		return errBadRecord
+	}
+	r.State = State(b[1])
+	r.Run = binary.BigEndian.Uint32(b[2:])
+	r.Attempts = int(binary.BigEndian.Uint32(b[6:]))
+	r.NextAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[10:])))
+	r.Updated = fromUnixNano(int64(binary.BigEndian.Uint64(b[18:])))
+	r.Fallback = b[26]&1 != 0
+	b = b[fixed:]
+	var ok bool
+	if r.Addr, b, ok = readString(b); !ok {
+		return errBadRecord
+	}
+	if i := strings.LastIndexByte(r.Addr, '@'); i >= 0 {
+		r.Domain = r.Addr[i+1:]
+	}
+	if r.Reason, _, ok = readString(b); !ok {
+		return errBadRecord
+	}
+	return nil
+}
+
+func readString(b []byte) (string, []byte, bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return "", nil, false
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], true
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// JournalMeta identifies the mailing a journal belongs to.
+type JournalMeta struct {
+	ListDigest    string // ListDigest of the recipient list
+	MessageDigest string // digest of the templates and the config that shapes the message
+}
+
+// ErrJournalMismatch is returned by OpenJournal when the journal was written
+// for another list or message: resuming it would skip or repeat the wrong
+// recipients.
+var ErrJournalMismatch = errors.New("the journal belongs to another mailing")
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketRcpts = []byte("rcpt")
+)
+
+// Journal is the on-disk state of a mailing (a bbolt file, mode 0600).
+//
+// Writes go through a group commit: workers hand their records to one
+// committer goroutine, which writes every record queued while the previous
+// transaction was being synced in one bbolt transaction (one fsync), then
+// wakes the workers whose records it held. A worker that must not go on
+// before its record is durable (the attempt before RCPT, the data_sent
+// before the dot) waits for that commit; outcomes are not waited for,
+// because losing one in a crash leaves the safe state before it.
+type Journal struct {
+	db  *bolt.DB
+	run uint32
+	now func() time.Time
+
+	mu      sync.Mutex
+	queue   []journalOp
+	kick    chan struct{} // a token when queue went from empty to non-empty
+	err     error         // sticky: the first failed commit
+	closing bool
+	done    chan struct{}
+}
+
+type journalOp struct {
+	line int // 0: a Flush marker, nothing written
+	rec  Record
+	wait *Commit
+}
+
+// Commit is a reusable handle a worker waits on for its record's commit.
+type Commit struct{ done chan error }
+
+// NewCommit returns a handle for Journal.Put; one per worker, reused.
+func NewCommit() *Commit { return &Commit{done: make(chan error, 1)} }
+
+// Wait blocks until the record handed with this Commit is on disk.
+func (c *Commit) Wait() error { return <-c.done }
+
+// OpenJournal opens or creates the journal at path for the mailing meta
+// describes, and starts a new run in it. An existing journal of another
+// mailing is refused with ErrJournalMismatch unless fresh is set, in which
+// case its records are dropped and the mailing starts over.
+func OpenJournal(path string, meta JournalMeta, fresh bool) (*Journal, error) {
+	// 0600: the journal names every recipient and the servers' replies.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: time.Second,
+		// The free list is rebuilt at open instead of written at every
+		// commit (as etcd does): one page write less per group commit.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("journal %s is in use by another mailroute run", path)
+		}
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	// An older file may have been created with another mode (or umask).
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	j := &Journal{db: db, now: time.Now, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if old := m.Get([]byte("list")); old != nil && !fresh {
+			if string(old) != meta.ListDigest {
+				return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrJournalMismatch)
+			}
+			if string(m.Get([]byte("message"))) != meta.MessageDigest {
+				return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrJournalMismatch)
+			}
+		}
+		if fresh {
+			if tx.Bucket(bucketRcpts) != nil {
+				if err := tx.DeleteBucket(bucketRcpts); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketRcpts); err != nil {
+			return err
+		}
+		if err := m.Put([]byte("list"), []byte(meta.ListDigest)); err != nil {
+			return err
+		}
+		if err := m.Put([]byte("message"), []byte(meta.MessageDigest)); err != nil {
+			return err
+		}
+		if v := m.Get([]byte("run")); len(v) == 4 {
+			j.run = binary.BigEndian.Uint32(v)
+		}
+		j.run++
+		return m.Put([]byte("run"), binary.BigEndian.AppendUint32(nil, j.run))
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	go j.commitLoop()
+	return j, nil
+}
+
+// Run is this run's number in the journal (1 for the first).
+func (j *Journal) Run() uint32 { return j.run }
+
+// Path is the journal's file name.
+func (j *Journal) Path() string { return j.db.Path() }
+
+// A record's key is the recipient's line in the list, big-endian. The
+// list cannot change under a journal (its digest is checked), so the line
+// names the recipient; and the list is read in order, so records are
+// written in key order: bbolt appends to its last pages instead of
+// touching the whole file, which keeps both the writes and the
+// memory-mapped pages in use small for a list of millions.
+
+// Get returns the record of the recipient on line; ok is false when there
+// is none (pending).
+func (j *Journal) Get(line int) (rec Record, ok bool, err error) {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], uint64(line))
+	err = j.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRcpts).Get(k[:])
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return rec.unmarshal(v)
+	})
+	return rec, ok, err
+}
+
+// Put queues rec for the recipient on line (> 0), stamped with this run
+// and the time. With a
+// non-nil c the caller must c.Wait() for the commit before the next Put with
+// the same c; with nil, the record is written with the next commit and a
+// failure shows in Flush and Close.
+func (j *Journal) Put(line int, rec Record, c *Commit) {
+	rec.Run = j.run
+	rec.Updated = j.now()
+	j.mu.Lock()
+	if j.err != nil || j.closing {
+		err := j.err
+		if err == nil {
+			err = errors.New("journal: closed")
+		}
+		j.mu.Unlock()
+		if c != nil {
+			c.done <- err
+		}
+		return
+	}
+	j.enqueueLocked(journalOp{line: line, rec: rec, wait: c})
+	j.mu.Unlock()
+}
+
+// enqueueLocked queues op and wakes the committer; the kick is sent under
+// the lock so that Close cannot close the channel in between.
+func (j *Journal) enqueueLocked(op journalOp) {
+	j.queue = append(j.queue, op)
+	if len(j.queue) == 1 {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Flush waits until everything queued so far is on disk.
+func (j *Journal) Flush() error {
+	c := NewCommit()
+	j.mu.Lock()
+	if j.err != nil || j.closing {
+		err := j.err
+		j.mu.Unlock()
+		return err
+	}
+	j.enqueueLocked(journalOp{wait: c}) // line 0: a marker, nothing written
+	j.mu.Unlock()
+	return c.Wait()
+}
+
+// Close writes what is queued and closes the file.
+func (j *Journal) Close() error {
+	if j.kick == nil { // read-only
+		return j.db.Close()
+	}
+	flushErr := j.Flush()
+	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		return flushErr
+	}
+	j.closing = true
+	close(j.kick)
+	j.mu.Unlock()
+	<-j.done
+	if err := j.db.Close(); err != nil && flushErr == nil {
+		flushErr = err
+	}
+	return flushErr
+}
+
+func (j *Journal) commitLoop() {
+	defer close(j.done)
+	var batch []journalOp
+	var arena []byte
+	lastTrim := time.Now()
+	for range j.kick {
+		for {
+			j.mu.Lock()
+			batch, j.queue = j.queue, batch[:0]
+			j.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			err := j.commit(batch, &arena)
+			if time.Since(lastTrim) > trimEvery {
+				j.trim()
+				lastTrim = time.Now()
+			}
+			j.mu.Lock()
+			if err != nil && j.err == nil {
+				j.err = fmt.Errorf("journal: %w", err)
+			}
+			err = j.err
+			j.mu.Unlock()
+			for i := range batch {
+				if batch[i].wait != nil {
+					batch[i].wait.done <- err
+				}
+				batch[i] = journalOp{}
+			}
+		}
+	}
+}
+
+// commit writes a batch in one transaction, so one fsync covers every
+// worker's record. Values live in arena, reused between batches, because
+// bbolt needs them only until the transaction ends.
+func (j *Journal) commit(batch []journalOp, arena *[]byte) error {
+	buf := (*arena)[:0]
+	offs := make([]int, 0, len(batch)+1)
+	for i := range batch {
+		offs = append(offs, len(buf))
+		if batch[i].line > 0 {
+			buf = binary.BigEndian.AppendUint64(buf, uint64(batch[i].line))
+			buf = batch[i].rec.appendBinary(buf)
+		}
+	}
+	offs = append(offs, len(buf))
+	*arena = buf
+	return j.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRcpts)
+		// Keys mostly arrive in order (the list is read in order): full
+		// pages on split, as for an append-only log.
+		b.FillPercent = 0.9
+		for i := range batch {
+			if batch[i].line <= 0 {
+				continue
+			}
+			kv := buf[offs[i]:offs[i+1]]
+			if err := b.Put(kv[:8], kv[8:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Each calls fn for every record, in list order, outside any write.
+func (j *Journal) Each(fn func(line int, rec Record) error) error {
+	return j.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRcpts).ForEach(func(k, v []byte) error {
+			var rec Record
+			if err := rec.unmarshal(v); err != nil {
+				return fmt.Errorf("%w: key %x", err, k)
+			}
+			if len(k) != 8 {
+				return fmt.Errorf("%w: key %x", errBadRecord, k)
+			}
+			return fn(int(binary.BigEndian.Uint64(k)), rec)
+		})
+	})
+}
+
+// OpenJournalReadOnly opens an existing journal to look, not to write (a
+// dry run). It checks meta like OpenJournal; Put must not be called.
+func OpenJournalReadOnly(path string, meta JournalMeta) (*Journal, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	j := &Journal{db: db, now: time.Now, closing: true, done: make(chan struct{})}
+	close(j.done)
+	err = db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil || tx.Bucket(bucketRcpts) == nil {
+			return errors.New("not a mailroute journal")
+		}
+		if string(m.Get([]byte("list"))) != meta.ListDigest {
+			return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrJournalMismatch)
+		}
+		if string(m.Get([]byte("message"))) != meta.MessageDigest {
+			return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrJournalMismatch)
+		}
+		if v := m.Get([]byte("run")); len(v) == 4 {
+			j.run = binary.BigEndian.Uint32(v)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return j, nil
+}

@@ -1,0 +1,121 @@
+package send
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRecordRoundTrip(t *testing.T) {
+	in := Record{
+		State: StateDeferred, Run: 3, Attempts: 7, NextAt: time.Unix(1700000000, 5), Updated: time.Unix(1700000001, 0),
+		Addr: "a@example.test", Domain: "example.test", Reason: "RCPT: 451 4.7.1 greylisted", Fallback: true,
+	}
+	var out Record
+	if err := out.unmarshal(in.appendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !out.NextAt.Equal(in.NextAt) || !out.Updated.Equal(in.Updated) {
+		t.Errorf("times: %v %v", out.NextAt, out.Updated)
+	}
+	out.NextAt, out.Updated, in.NextAt, in.Updated = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	if out != in {
+		t.Errorf("got %+v, want %+v", out, in)
+	}
+	if err := out.unmarshal([]byte{9, 9}); err == nil {
+		t.Error("a damaged record was read")
+	}
+}
+
+func TestJournalGroupCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	meta := JournalMeta{ListDigest: "l1", MessageDigest: "m1"}
+	j, err := OpenJournal(path, meta, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Run() != 1 {
+		t.Errorf("run %d", j.Run())
+	}
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			c := NewCommit()
+			for i := range 50 {
+				line := 2 + w*50 + i
+				addr := fmt.Sprintf("w%d-%d@x.test", w, i)
+				j.Put(line, Record{State: StateSending, Attempts: 1, Addr: addr}, c)
+				if err := c.Wait(); err != nil {
+					t.Error(err)
+					return
+				}
+				j.Put(line, Record{State: StateSent, Attempts: 1, Addr: addr}, nil)
+			}
+		})
+	}
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	j, err = OpenJournal(path, meta, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if j.Run() != 2 {
+		t.Errorf("second open: run %d, want 2", j.Run())
+	}
+	n := 0
+	err = j.Each(func(line int, rec Record) error {
+		n++
+		if rec.State != StateSent || rec.Run != 1 || rec.Addr != fmt.Sprintf("w%d-%d@x.test", (line-2)/50, (line-2)%50) {
+			return fmt.Errorf("line %d: %+v", line, rec)
+		}
+		return nil
+	})
+	if err != nil || n != 800 {
+		t.Errorf("records %d, err %v", n, err)
+	}
+}
+
+func TestJournalRefusesAnotherMailing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := OpenJournal(path, JournalMeta{ListDigest: "l1", MessageDigest: "m1"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Put(2, Record{State: StateSent}, nil)
+	j.Close()
+	for _, meta := range []JournalMeta{{"l2", "m1"}, {"l1", "m2"}} {
+		if _, err := OpenJournal(path, meta, false); !errors.Is(err, ErrJournalMismatch) {
+			t.Errorf("%+v: err %v", meta, err)
+		}
+		if _, err := OpenJournalReadOnly(path, meta); !errors.Is(err, ErrJournalMismatch) {
+			t.Errorf("read-only %+v: err %v", meta, err)
+		}
+	}
+	j, err = OpenJournal(path, JournalMeta{ListDigest: "l2", MessageDigest: "m2"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, ok, _ := j.Get(2); ok {
+		t.Error("a fresh run kept the old records")
+	}
+}
+
+func TestJournalInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := OpenJournal(path, JournalMeta{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := OpenJournal(path, JournalMeta{}, false); err == nil {
+		t.Fatal("two runs opened one journal")
+	}
+}

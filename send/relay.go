@@ -1,0 +1,320 @@
+package send
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailroute/mailroute/internal/smtpx"
+)
+
+// relayTarget is one [[relay]] with what its workers share: how to dial,
+// its own rate, and whether it is out of service for this run.
+type relayTarget struct {
+	name    string // host:port, for messages
+	spec    dialSpec
+	threads int
+	rate    *RateLimiter
+
+	mu   sync.Mutex
+	down *smtpx.Error // set once: the relay cannot be used in this run
+}
+
+// newRelayTargets prepares every relay: TLS roots, the secret (asked once,
+// so a password_cmd runs once per run, not per session) and thread shares.
+func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts) ([]*relayTarget, error) {
+	var out []*relayTarget
+	for i := range cfg.Relay {
+		r := &cfg.Relay[i]
+		t := &relayTarget{
+			name:    r.Addr(),
+			threads: r.Threads,
+			rate:    NewRateLimiter(r.Rate),
+			spec: dialSpec{
+				Addr: r.Addr(), ServerName: r.Host, TLS: r.TLS, Helo: helo,
+				InsecureAuth: r.InsecureAuth, Timeouts: to,
+			},
+		}
+		if t.threads <= 0 {
+			// "0: share of the global threads".
+			t.threads = max(1, cfg.Threads/len(cfg.Relay))
+		}
+		if r.TLS != TLSNone {
+			tc, err := relayTLSConfig(r)
+			if err != nil {
+				return nil, err
+			}
+			t.spec.TLSConfig = tc
+		}
+		if mech := strings.ToLower(r.Auth); mech != "" && mech != "none" {
+			secret, err := r.Secret(ctx)
+			if err != nil {
+				return nil, err
+			}
+			user := r.Username
+			switch mech {
+			case "plain":
+				t.spec.Auth = func() (sasl.Client, error) { return sasl.NewPlainClient("", user, secret), nil }
+			case "login":
+				t.spec.Auth = func() (sasl.Client, error) { return sasl.NewLoginClient(user, secret), nil }
+			case "cram-md5":
+				t.spec.Auth = func() (sasl.Client, error) { return &cramMD5{user: user, secret: secret}, nil }
+			case "xoauth2":
+				t.spec.Auth = func() (sasl.Client, error) { return &xoauth2{user: user, token: secret}, nil }
+			default:
+				return nil, fmt.Errorf("relay %s: auth %q is not supported (plain, login, cram-md5, xoauth2)", r.Host, r.Auth)
+			}
+		}
+		out = append(out, t)
+	}
+	// Never more sessions than threads in all: trim the shares from the
+	// largest down, keeping one per relay.
+	total := 0
+	for _, t := range out {
+		total += t.threads
+	}
+	for cfg.Threads > 0 && total > max(cfg.Threads, len(out)) {
+		big := out[0]
+		for _, t := range out {
+			if t.threads > big.threads {
+				big = t
+			}
+		}
+		big.threads--
+		total--
+	}
+	return out, nil
+}
+
+// relayTLSConfig trusts the system roots plus ca_file and checks the
+// certificate names the configured host.
+func relayTLSConfig(r *Relay) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12}
+	if r.CAFile == "" {
+		return cfg, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(r.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("relay %s: ca_file %s: no PEM certificate in it", r.Host, r.CAFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+func (t *relayTarget) isDown() *smtpx.Error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.down
+}
+
+func (t *relayTarget) markDown(err *smtpx.Error) {
+	t.mu.Lock()
+	if t.down == nil {
+		t.down = err
+	}
+	t.mu.Unlock()
+}
+
+// connect dials the relay, trying again with the retry backoff while the
+// failure is temporary. It gives up, and marks the relay down, on a
+// permanent failure (bad password, bad certificate, no STARTTLS) or after
+// the configured attempts: a relay that is down is not the recipients'
+// fault, so they are not charged for it.
+func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, error) {
+	for n := 1; ; n++ {
+		if err := t.isDown(); err != nil {
+			return nil, err
+		}
+		s, err := dial(ctx, &t.spec)
+		if err == nil {
+			return s, nil
+		}
+		se := smtpx.Classify("connect", err)
+		if ctx.Err() != nil {
+			return nil, se
+		}
+		if se.Permanent || n >= e.cfg.Retry.Attempts {
+			t.markDown(se)
+			return nil, se
+		}
+		if !e.sleep(ctx, e.backoff(n)) {
+			return nil, se
+		}
+	}
+}
+
+// relayWorker carries messages over one session to t at a time.
+func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
+	// The session slot is held for the worker's life and taken before any
+	// job, so a worker waiting for a slot never sits on a recipient.
+	if err := e.sessions.Acquire(ctx); err != nil {
+		return
+	}
+	defer e.sessions.Release()
+	w := e.newWorker(t.rate)
+	defer w.abandon()
+	var s *session
+	defer func() {
+		if s != nil {
+			s.close()
+		}
+	}()
+	for {
+		if err := t.isDown(); err != nil {
+			if w.next != nil {
+				e.relayLost(w, w.next, t, err)
+				w.next = nil
+			}
+			return
+		}
+		j := w.take(ctx)
+		if j == nil {
+			return
+		}
+		if err := e.waitRate(ctx, t.rate); err != nil {
+			e.putBack(w, j)
+			return
+		}
+		msg, res := e.prepare(w, j)
+		if res != nil {
+			e.settle(w, j, *res)
+			continue
+		}
+		for {
+			if s != nil && !s.usable(e.now()) {
+				s.close()
+				s = nil
+			}
+			reused := s != nil
+			if s == nil {
+				var err error
+				if s, err = e.connectRelay(ctx, t); err != nil {
+					s = nil
+					e.relayLost(w, j, t, err)
+					break
+				}
+			}
+			res := e.judge(ctx, s, msg)
+			if res.relayFault != nil {
+				t.markDown(res.relayFault)
+			}
+			if res.drop {
+				s.close()
+				s = nil
+			} else {
+				s.idle = e.now()
+			}
+			if res.stale && reused {
+				continue // the idle session had died; the same attempt on a fresh one
+			}
+			if res.relayFault != nil {
+				e.relayLost(w, j, t, res.relayFault)
+				break
+			}
+			e.settle(w, j, res)
+			break
+		}
+	}
+}
+
+// relayLost hands back a job whose relay could not be reached: to another
+// relay when one is left, else the whole run stops with the relay's error.
+func (e *Engine) relayLost(w *worker, j *job, t *relayTarget, err error) {
+	if e.soft.Err() != nil { // the run is stopping: connectRelay gave up for that
+		e.putBack(w, j)
+		return
+	}
+	for _, o := range e.relays {
+		if o != t && o.isDown() == nil {
+			// Another relay is up: the job goes to it, uncharged.
+			_ = w.flushCommit()
+			j.recorded = false
+			j.rec.State = StatePending
+			j.rec.Attempts--
+			e.journal.Put(j.rcpt.Line, j.rec, nil)
+			if e.retry.push(j, e.now()) {
+				e.progress.retrying.Add(1)
+			} else {
+				e.finish(j, StatePending, "")
+			}
+			return
+		}
+	}
+	e.putBack(w, j)
+	se := smtpx.Classify("connect", err)
+	e.fail(&Error{
+		Err:  fmt.Errorf("relay %s: %w", t.name, se),
+		Hint: relayHint(se, t.name),
+	})
+}
+
+func relayHint(se *smtpx.Error, relay string) string {
+	probe := "'mailroute probe --relay " + relay + "'"
+	switch {
+	case se.Command == "AUTH" && se.Code == 0:
+		return "check the relay's tls and auth settings; " + probe + " shows what it offers"
+	case se.Command == "AUTH":
+		return "the relay refused the login: check username and password (many providers want an app password)"
+	case se.Command == "TLS" || se.Command == "STARTTLS":
+		return "check the relay's tls mode and ca_file; " + probe + " shows its certificate"
+	case se.Command == "MAIL":
+		return "the relay refuses the sender: set from to an address the relay lets you use"
+	case se.Command == "connect" || se.Command == "greeting" || se.Command == "EHLO":
+		return "the relay could not be reached or would not talk: " + probe + " tells why"
+	}
+	return "recipients not tried are sent by running the same command again"
+}
+
+// cramMD5 is the CRAM-MD5 SASL client (RFC 2195), which go-sasl lacks:
+// the reply is the user name and the HMAC-MD5 of the server's challenge.
+type cramMD5 struct{ user, secret string }
+
+func (c *cramMD5) Start() (string, []byte, error) { return "CRAM-MD5", nil, nil }
+
+func (c *cramMD5) Next(challenge []byte) ([]byte, error) {
+	h := hmac.New(md5.New, []byte(c.secret))
+	h.Write(challenge)
+	return []byte(c.user + " " + hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// xoauth2 is Google's and Microsoft's XOAUTH2 SASL client: the secret is
+// an OAuth access token. On failure the server sends a JSON challenge, to
+// which the answer is empty (the server then replies 535).
+type xoauth2 struct{ user, token string }
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+func (x *xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
+
+// sleep waits d, or less if the run is stopped; it reports whether the
+// full wait happened.
+func (e *Engine) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-e.draining:
+	}
+	return false
+}

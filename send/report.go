@@ -1,0 +1,281 @@
+package send
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Report is what a run did, for people (WriteText) and programs (JSON).
+// Counts cover the whole list, this run and earlier ones: a recipient sent
+// by an earlier run counts as sent.
+type Report struct {
+	Mode       Mode      `json:"mode"`
+	DryRun     bool      `json:"dry_run"`
+	Journal    string    `json:"journal,omitempty"`
+	Run        uint32    `json:"run,omitempty"` // this run's number in the journal
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+	Seconds    float64   `json:"seconds"`
+	Recipients int       `json:"recipients"` // good rows in the list
+	BadRows    int       `json:"bad_rows"`   // rows left out (--skip-bad-rows)
+	Counts     Counts    `json:"counts"`
+	ThisRun    Counts    `json:"this_run"`        // outcomes reached by this run
+	PerSecond  float64   `json:"rate_per_second"` // this run's sent messages per second
+	// NextRetry is the earliest next_at among deferred recipients: a re-run
+	// retries them at once, but a run before this time may meet the same
+	// refusal.
+	NextRetry    *time.Time    `json:"next_retry,omitempty"`
+	TLSFallbacks int           `json:"tls_fallbacks"` // recipients sent in plaintext after a failed TLS handshake
+	Domains      []DomainCount `json:"domains"`       // the ten domains with most recipients
+	Reasons      []ReasonCount `json:"reasons"`       // the ten commonest reasons for failed, deferred and unknown
+	Interrupted  bool          `json:"interrupted"`
+	Error        string        `json:"error,omitempty"`
+	Hint         string        `json:"hint,omitempty"`
+	Plan         *Plan         `json:"plan,omitempty"` // dry run only
+}
+
+// Counts is recipients per state.
+type Counts struct {
+	Sent     int `json:"sent"`
+	Deferred int `json:"deferred"`
+	Failed   int `json:"failed"`
+	Unknown  int `json:"unknown"`
+	Pending  int `json:"pending"` // not tried (interrupted run)
+}
+
+func (c *Counts) add(s State, n int) {
+	switch s {
+	case StateSent:
+		c.Sent += n
+	case StateDeferred:
+		c.Deferred += n
+	case StateFailed:
+		c.Failed += n
+	case StateUnknown:
+		c.Unknown += n
+	default:
+		c.Pending += n
+	}
+}
+
+// DomainCount is one recipient domain's outcomes.
+type DomainCount struct {
+	Domain string `json:"domain"`
+	Counts
+}
+
+// ReasonCount is how many recipients ended in State for the same reason.
+type ReasonCount struct {
+	State  State  `json:"state"`
+	Reason string `json:"reason"`
+	Count  int    `json:"count"`
+}
+
+// ExitCode is 0 when every recipient is sent, else 1.
+func (r *Report) ExitCode() int {
+	c := r.Counts
+	if r.Error != "" || c.Deferred+c.Failed+c.Unknown+c.Pending > 0 {
+		return 1
+	}
+	return 0
+}
+
+// tally caps: a list may have a million domains; the report shows ten.
+// Past the cap, new domains and reasons are summed under one "other" row,
+// which keeps memory flat and the top rows right for any list whose big
+// domains appear before the cap is reached (they nearly always do).
+const (
+	maxTallyDomains = 20000
+	maxTallyReasons = 500
+	otherDomains    = "(other domains)"
+	otherReasons    = "(other reasons)"
+)
+
+type reasonKey struct {
+	state  State
+	reason string
+}
+
+// tally aggregates outcomes as they happen, in bounded memory.
+type tally struct {
+	mu        sync.Mutex
+	all, run  Counts
+	domains   map[string]*Counts
+	reasons   map[reasonKey]int
+	nextRetry time.Time
+	fallbacks int
+}
+
+func newTally() *tally {
+	return &tally{domains: map[string]*Counts{}, reasons: map[reasonKey]int{}}
+}
+
+// add counts one recipient. thisRun says whether this run reached the
+// outcome; addr is taken out of the reason so that "550 <a@x> unknown"
+// and "550 <b@x> unknown" count together.
+func (t *tally) add(domain string, st State, reason string, next time.Time, fallback bool, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.all.add(st, 1)
+	d := t.domains[domain]
+	if d == nil {
+		if len(t.domains) >= maxTallyDomains {
+			domain = otherDomains
+			d = t.domains[domain]
+		}
+		if d == nil {
+			d = &Counts{}
+			t.domains[domain] = d
+		}
+	}
+	d.add(st, 1)
+	if fallback {
+		t.fallbacks++
+	}
+	if st == StateDeferred && !next.IsZero() && (t.nextRetry.IsZero() || next.Before(t.nextRetry)) {
+		t.nextRetry = next
+	}
+	if st == StateSent || st == StatePending {
+		return
+	}
+	if addr != "" {
+		reason = strings.ReplaceAll(strings.ReplaceAll(reason, "<"+addr+">", addr), addr, "<recipient>")
+	}
+	k := reasonKey{st, reason}
+	if _, ok := t.reasons[k]; !ok && len(t.reasons) >= maxTallyReasons {
+		k.reason = otherReasons
+	}
+	t.reasons[k]++
+}
+
+func (t *tally) addRun(st State) {
+	t.mu.Lock()
+	t.run.add(st, 1)
+	t.mu.Unlock()
+}
+
+// fill copies the tally into rep: counts, the top ten domains and reasons.
+func (t *tally) fill(rep *Report) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rep.Domains, rep.Reasons = []DomainCount{}, []ReasonCount{} // [] rather than null in JSON
+	rep.Counts, rep.ThisRun, rep.TLSFallbacks = t.all, t.run, t.fallbacks
+	if !t.nextRetry.IsZero() {
+		nr := t.nextRetry
+		rep.NextRetry = &nr
+	}
+	for d, c := range t.domains {
+		rep.Domains = append(rep.Domains, DomainCount{Domain: d, Counts: *c})
+	}
+	total := func(c Counts) int { return c.Sent + c.Deferred + c.Failed + c.Unknown + c.Pending }
+	slices.SortFunc(rep.Domains, func(a, b DomainCount) int {
+		return cmp.Or(cmp.Compare(total(b.Counts), total(a.Counts)), cmp.Compare(a.Domain, b.Domain))
+	})
+	rep.Domains = rep.Domains[:min(len(rep.Domains), 10)]
+	for k, n := range t.reasons {
+		rep.Reasons = append(rep.Reasons, ReasonCount{State: k.state, Reason: k.reason, Count: n})
+	}
+	slices.SortFunc(rep.Reasons, func(a, b ReasonCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Reason, b.Reason))
+	})
+	rep.Reasons = rep.Reasons[:min(len(rep.Reasons), 10)]
+}
+
+func (e *Engine) report(start time.Time) *Report {
+	end := e.now()
+	rep := &Report{
+		Mode: e.cfg.Mode, Journal: e.opts.JournalPath, Run: e.journal.Run(),
+		Started: start, Finished: end, Seconds: end.Sub(start).Seconds(),
+		Recipients: e.stats.Good, BadRows: e.stats.BadCount,
+		Interrupted: e.interrupted.Load(),
+	}
+	e.tally.fill(rep)
+	// Rows the run never reached are pending.
+	counted := rep.Counts.Sent + rep.Counts.Deferred + rep.Counts.Failed + rep.Counts.Unknown + rep.Counts.Pending
+	if counted < rep.Recipients {
+		rep.Counts.Pending += rep.Recipients - counted
+	}
+	if rep.Seconds > 0 {
+		rep.PerSecond = float64(rep.ThisRun.Sent) / rep.Seconds
+	}
+	if e.fatal != nil {
+		rep.Error, rep.Hint = e.fatal.Error(), e.fatal.Hint
+	}
+	return rep
+}
+
+// WriteText prints the report for people.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	c := r.Counts
+	if r.Plan != nil {
+		r.Plan.writeText(&b, r)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	if r.Interrupted {
+		b.WriteString("interrupted: the run was stopped before the end of the list\n")
+	}
+	fmt.Fprintf(&b, "%d recipients: %d sent, %d deferred, %d failed, %d unknown", r.Recipients, c.Sent, c.Deferred, c.Failed, c.Unknown)
+	if c.Pending > 0 {
+		fmt.Fprintf(&b, ", %d not tried", c.Pending)
+	}
+	b.WriteString("\n")
+	t := r.ThisRun
+	took := time.Duration(r.Seconds * float64(time.Second))
+	if took >= time.Second {
+		took = took.Round(time.Second / 10)
+	} else {
+		took = took.Round(time.Millisecond)
+	}
+	fmt.Fprintf(&b, "this run: %d sent, %d deferred, %d failed, %d unknown in %s (%.1f msg/s)\n",
+		t.Sent, t.Deferred, t.Failed, t.Unknown, took, r.PerSecond)
+	if r.BadRows > 0 {
+		fmt.Fprintf(&b, "%d bad rows left out of the list\n", r.BadRows)
+	}
+	if r.TLSFallbacks > 0 {
+		fmt.Fprintf(&b, "%d recipients sent in plaintext after a failed TLS handshake (opportunistic TLS)\n", r.TLSFallbacks)
+	}
+	if len(r.Domains) > 1 {
+		b.WriteString("\nby domain:\n")
+		for _, d := range r.Domains {
+			fmt.Fprintf(&b, "  %-30s sent %d, deferred %d, failed %d, unknown %d\n", d.Domain, d.Sent, d.Deferred, d.Failed, d.Unknown)
+		}
+	}
+	if len(r.Reasons) > 0 {
+		b.WriteString("\ntop reasons:\n")
+		for _, x := range r.Reasons {
+			fmt.Fprintf(&b, "  %6d %-8s %s\n", x.Count, x.State, x.Reason)
+		}
+	}
+	if c.Deferred+c.Unknown+c.Pending > 0 {
+		b.WriteString("\n")
+	}
+	if c.Deferred+c.Pending > 0 {
+		var what []string
+		if c.Deferred > 0 {
+			what = append(what, fmt.Sprintf("%d deferred", c.Deferred))
+		}
+		if c.Pending > 0 {
+			what = append(what, fmt.Sprintf("%d not tried", c.Pending))
+		}
+		fmt.Fprintf(&b, "run the same command again to send to the %s", strings.Join(what, " and "))
+		if r.NextRetry != nil && r.NextRetry.After(r.Finished) {
+			fmt.Fprintf(&b, " (servers asked to wait: best after %s)", r.NextRetry.Local().Format("15:04:05"))
+		}
+		b.WriteString("; sent and failed ones are not sent again\n")
+	}
+	if c.Unknown > 0 {
+		fmt.Fprintf(&b, "%d recipients may or may not have the message (connection lost after the final dot, RFC 1047); add --retry-unknown to send to them again\n", c.Unknown)
+	}
+	if r.Journal != "" {
+		fmt.Fprintf(&b, "journal: %s\n", r.Journal)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,95 @@
+package send
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func TestReportTextAndJSON(t *testing.T) {
+	ta := newTally()
+	next := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	ta.add("a.test", StateSent, "250 ok", time.Time{}, false, "x@a.test")
+	ta.addRun(StateSent)
+	ta.add("a.test", StateFailed, "RCPT: 550 5.1.1 <y@a.test>: no such user", time.Time{}, false, "y@a.test")
+	ta.add("b.test", StateFailed, "RCPT: 550 5.1.1 <z@b.test>: no such user", time.Time{}, false, "z@b.test")
+	ta.add("b.test", StateDeferred, "RCPT: 451 4.7.1 greylisted", next, false, "w@b.test")
+	ta.add("b.test", StateUnknown, "DATA: the server closed the connection", time.Time{}, false, "v@b.test")
+	rep := &Report{Recipients: 6, Journal: "list.csv.journal", Finished: next.Add(-time.Hour)}
+	ta.fill(rep)
+	rep.Counts.Pending = 1
+	if rep.ExitCode() != 1 {
+		t.Error("exit code 0 with failures")
+	}
+	if len(rep.Reasons) == 0 || rep.Reasons[0].Count != 2 || !strings.Contains(rep.Reasons[0].Reason, "<recipient>: no such user") {
+		t.Errorf("reasons: %+v", rep.Reasons)
+	}
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"6 recipients: 1 sent, 1 deferred, 2 failed, 1 unknown, 1 not tried",
+		"run the same command again to send to the 1 deferred and 1 not tried",
+		"best after",
+		"add --retry-unknown",
+		"journal: list.csv.journal",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text report lacks %q:\n%s", want, out)
+		}
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"state":"failed"`) || !strings.Contains(string(js), `"next_retry":"2030-01-01T12:00:00Z"`) {
+		t.Errorf("json: %s", js)
+	}
+}
+
+func TestTallyIsBounded(t *testing.T) {
+	ta := newTally()
+	for i := range maxTallyDomains + 100 {
+		d := itoa(i) + ".test"
+		ta.add(d, StateFailed, "550 reason "+d, time.Time{}, false, "")
+	}
+	if len(ta.domains) > maxTallyDomains+1 || len(ta.reasons) > maxTallyReasons+1 {
+		t.Errorf("tally grew: %d domains, %d reasons", len(ta.domains), len(ta.reasons))
+	}
+	if ta.all.Failed != maxTallyDomains+100 {
+		t.Errorf("counted %d", ta.all.Failed)
+	}
+}
+
+func TestDryRunDirect(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	d := newFakeDNS(t)
+	mxTo(d, "ok.test", "mx.ok.test")
+	d.mu.Lock()
+	d.mx["null.test"] = []*dns.MX{{Preference: 0, Mx: "."}}
+	d.servfail["broken.test"] = true
+	d.mu.Unlock()
+	m := directMailing(t, f, d, "a@ok.test", "b@ok.test", "c@null.test", "d@broken.test")
+	m.opts.DryRun = true
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Plan
+	if p == nil || p.WouldSend != 2 || p.WouldFail != 1 || p.DNSTrouble != 1 {
+		t.Fatalf("plan %+v", p)
+	}
+	if f.sessionCount() != 0 {
+		t.Error("a dry run connected to the MX")
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if !strings.Contains(b.String(), "dry run: nothing was sent") || !strings.Contains(b.String(), "null MX") {
+		t.Errorf("text:\n%s", b.String())
+	}
+}
