@@ -315,6 +315,13 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 	port := strconv.Itoa(e.cfg.Direct.Port)
 	var last *smtpx.Error
 	tried, permanent := 0, 0
+	// Addresses in preference order, those that just failed to connect
+	// moved to the end (see deadHosts).
+	type cand struct {
+		host string
+		addr string
+	}
+	var live, dead []cand
 	for i, h := range mx.Hosts {
 		if i >= e.cfg.Direct.MaxMXHosts {
 			break
@@ -326,34 +333,45 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			continue
 		}
 		for _, a := range h.Addrs {
-			spec := &dialSpec{
-				Addr: net.JoinHostPort(a.String(), port), ServerName: h.Host,
-				TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
+			c := cand{h.Host, net.JoinHostPort(a.String(), port)}
+			if e.dead.isDead(c.addr, e.now()) {
+				dead = append(dead, c)
+			} else {
+				live = append(live, c)
 			}
-			tried++
-			s, err := dial(ctx, spec)
-			if err != nil && spec.TLS == TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
-				// Opportunistic TLS: the server offered STARTTLS but the
-				// handshake failed; plaintext is still better than no mail
-				// (RFC 7435 §1.3). Recorded, so the report can say so.
-				plain := *spec
-				plain.TLS = TLSNone
-				if s, err = dial(ctx, &plain); err == nil {
-					s.fallback = true
-				}
+		}
+	}
+	for _, c := range append(live, dead...) {
+		spec := &dialSpec{
+			Addr: c.addr, ServerName: c.host,
+			TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
+		}
+		tried++
+		s, err := dial(ctx, spec)
+		if err != nil && spec.TLS == TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
+			// Opportunistic TLS: the server offered STARTTLS but the
+			// handshake failed; plaintext is still better than no mail
+			// (RFC 7435 §1.3). Recorded, so the report can say so.
+			plain := *spec
+			plain.TLS = TLSNone
+			if s, err = dial(ctx, &plain); err == nil {
+				s.fallback = true
 			}
-			if err == nil {
-				s.key = domain
-				return s, nil
-			}
-			last = smtpx.Classify("connect", err)
-			last.Message = h.Host + ": " + last.Message
-			if last.Permanent && last.Reply() {
-				permanent++
-			}
-			if ctx.Err() != nil {
-				return nil, &result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
-			}
+		}
+		if err == nil {
+			e.dead.clear(c.addr)
+			s.key = domain
+			return s, nil
+		}
+		last = smtpx.Classify("connect", err)
+		last.Message = c.host + ": " + last.Message
+		if last.Permanent && last.Reply() {
+			permanent++
+		} else if ctx.Err() == nil && connectFailed(err) {
+			e.dead.mark(c.addr, e.now())
+		}
+		if ctx.Err() != nil {
+			return nil, &result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
 		}
 	}
 	if last == nil {

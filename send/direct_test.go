@@ -3,6 +3,7 @@ package send
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -209,4 +210,27 @@ type mxFunc func(ctx context.Context, domain string) (*resolve.MXResult, error)
 
 func (f mxFunc) MX(ctx context.Context, domain string) (*resolve.MXResult, error) {
 	return f(ctx, domain)
+}
+
+func TestDeadHostsAreTriedLast(t *testing.T) {
+	d := newDeadHosts()
+	now := time.Unix(1000, 0)
+	d.mark("127.0.0.9:25", now)
+	if !d.isDead("127.0.0.9:25", now.Add(time.Minute)) || d.isDead("127.0.0.8:25", now) {
+		t.Fatal("mark/isDead")
+	}
+	if d.isDead("127.0.0.9:25", now.Add(6*time.Minute)) {
+		t.Error("remembered past its five minutes")
+	}
+	d.clear("127.0.0.9:25")
+	if d.isDead("127.0.0.9:25", now) {
+		t.Error("clear")
+	}
+	d.max = 3
+	for i := range 10 {
+		d.mark(fmt.Sprintf("127.0.0.%d:25", i), now)
+	}
+	if len(d.until) > 3 {
+		t.Errorf("bound: %d entries", len(d.until))
+	}
 }

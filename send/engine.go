@@ -81,6 +81,7 @@ type Engine struct {
 
 	relays   []*relayTarget
 	mx       *mxCache
+	dead     *deadHosts
 	pool     *pool
 	rate     *RateLimiter
 	sessions *Semaphore
@@ -293,6 +294,7 @@ func (e *Engine) prepareTargets() error {
 			r = res
 		}
 		e.mx = newMXCache(r, e.now)
+		e.dead = newDeadHosts()
 		return nil
 	}
 	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts)

@@ -98,6 +98,9 @@ func TestResetAfterDotIsUnknownNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, rep, Counts{Sent: 3, Unknown: 1})
+	if len(rep.UnknownRecipients) != 1 || rep.UnknownRecipients[0] != "user2@example.test" {
+		t.Errorf("unknown recipients listed: %v", rep.UnknownRecipients)
+	}
 	if rep.ExitCode() != 1 {
 		t.Errorf("exit code %d, want 1", rep.ExitCode())
 	}

@@ -33,10 +33,13 @@ type Report struct {
 	TLSFallbacks int           `json:"tls_fallbacks"` // recipients sent in plaintext after a failed TLS handshake
 	Domains      []DomainCount `json:"domains"`       // the ten domains with most recipients
 	Reasons      []ReasonCount `json:"reasons"`       // the ten commonest reasons for failed, deferred and unknown
-	Interrupted  bool          `json:"interrupted"`
-	Error        string        `json:"error,omitempty"`
-	Hint         string        `json:"hint,omitempty"`
-	Plan         *Plan         `json:"plan,omitempty"` // dry run only
+	// UnknownRecipients names the recipients whose outcome is unknown (the
+	// first 100): each may or may not have the message.
+	UnknownRecipients []string `json:"unknown_recipients,omitempty"`
+	Interrupted       bool     `json:"interrupted"`
+	Error             string   `json:"error,omitempty"`
+	Hint              string   `json:"hint,omitempty"`
+	Plan              *Plan    `json:"plan,omitempty"` // dry run only
 }
 
 // Counts is recipients per state.
@@ -109,7 +112,12 @@ type tally struct {
 	reasons   map[reasonKey]int
 	nextRetry time.Time
 	fallbacks int
+	unknown   []string // the first maxListed unknown recipients
 }
+
+// maxListed bounds the unknown recipients named in a report: they need a
+// person's attention one by one, and the list must not grow with the list.
+const maxListed = 100
 
 func newTally() *tally {
 	return &tally{domains: map[string]*Counts{}, reasons: map[reasonKey]int{}}
@@ -122,6 +130,9 @@ func (t *tally) add(domain string, st State, reason string, next time.Time, fall
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.all.add(st, 1)
+	if st == StateUnknown && len(t.unknown) < maxListed && addr != "" {
+		t.unknown = append(t.unknown, addr)
+	}
 	d := t.domains[domain]
 	if d == nil {
 		if len(t.domains) >= maxTallyDomains {
@@ -165,6 +176,8 @@ func (t *tally) fill(rep *Report) {
 	defer t.mu.Unlock()
 	rep.Domains, rep.Reasons = []DomainCount{}, []ReasonCount{} // [] rather than null in JSON
 	rep.Counts, rep.ThisRun, rep.TLSFallbacks = t.all, t.run, t.fallbacks
+	rep.UnknownRecipients = slices.Clone(t.unknown)
+	slices.Sort(rep.UnknownRecipients)
 	if !t.nextRetry.IsZero() {
 		nr := t.nextRetry
 		rep.NextRetry = &nr
@@ -272,6 +285,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if c.Unknown > 0 {
 		fmt.Fprintf(&b, "%d recipients may or may not have the message (connection lost after the final dot, RFC 1047); add --retry-unknown to send to them again\n", c.Unknown)
+		for _, a := range r.UnknownRecipients {
+			fmt.Fprintf(&b, "  unknown: %s\n", a)
+		}
+		if c.Unknown > len(r.UnknownRecipients) {
+			fmt.Fprintf(&b, "  … and %d more (the journal has them all)\n", c.Unknown-len(r.UnknownRecipients))
+		}
 	}
 	if r.Journal != "" {
 		fmt.Fprintf(&b, "journal: %s\n", r.Journal)

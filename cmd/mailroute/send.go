@@ -45,6 +45,7 @@ Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad i
 			&cli.BoolFlag{Name: "new-run", Usage: "start the journal over (needed after changing the list or the message)"},
 			&cli.BoolFlag{Name: "retry-unknown", Usage: "send again to recipients whose outcome is unknown (they may get it twice)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "longest wait for one server reply (RFC 5321 §4.5.3.2: 5m)"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, Usage: "longest wait for a TCP connect and TLS handshake; an MX that times out is tried last for the next 5 minutes"},
 			&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
 		},
 		Action: runSend,
@@ -88,7 +89,7 @@ func runSend(c *cli.Context) error {
 		DryRun:       c.Bool("dry-run"),
 		NewRun:       c.Bool("new-run"),
 		RetryUnknown: c.Bool("retry-unknown"),
-		Timeouts:     send.Timeouts{Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
+		Timeouts:     send.Timeouts{Connect: c.Duration("connect-timeout"), Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
 	})
 	if err != nil {
 		return sendProblem(err)
