@@ -50,6 +50,17 @@ func (s State) String() string {
 // MarshalText makes a State appear by name in JSON.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a state back by name, so a --json report decodes.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown state %q", b)
+}
+
 // Final reports whether a re-run leaves the recipient alone (without
 // --retry-unknown).
 func (s State) Final() bool { return s == StateSent || s == StateFailed || s == StateUnknown }
