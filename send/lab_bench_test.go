@@ -1,0 +1,142 @@
+package send_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailroute/mailroute/internal/lab"
+)
+
+// sinkAddr is where smtp-sink (Postfix's fast test server) listens in the lab.
+const sinkAddr = "127.0.7.1"
+
+// startSink runs smtp-sink in the lab namespace until the benchmark ends.
+func startSink(b *testing.B, l *lab.Lab) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := l.Command(ctx, "/usr/sbin/smtp-sink", "-u", "nobody", sinkAddr+":25", "1000")
+	if err := sink.Start(); err != nil {
+		b.Fatalf("smtp-sink: %v", err)
+	}
+	b.Cleanup(func() { cancel(); _ = sink.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := l.Dial(context.Background(), "tcp", sinkAddr+":25")
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("smtp-sink did not come up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sinkMailing writes a relay-mode mailing of n recipients to the sink
+// with a body that makes each message about msgSize bytes.
+func sinkMailing(b *testing.B, n, threads, msgSize int) *mailing {
+	b.Helper()
+	dir := b.TempDir()
+	m := &mailing{dir: dir, config: filepath.Join(dir, "sink.toml"), list: filepath.Join(dir, "list.csv"), message: filepath.Join(dir, "message.txt")}
+	cfg := fmt.Sprintf("mode = \"relay\"\nthreads = %d\n\n[[relay]]\nhost = \"sink.example\"\nport = 25\ntls = \"none\"\n", threads)
+	f, err := os.Create(m.list)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString("email,name,code\n")
+	for i := range n {
+		fmt.Fprintf(w, "r%07d@sink.example,Person %d,C%07d\n", i, i, i)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	// Headers mailroute adds (Date, Message-ID, MIME) are about 250 bytes.
+	body := strings.Repeat("x", max(msgSize-330, 10))
+	os.WriteFile(m.config, []byte(cfg), 0o600)
+	os.WriteFile(m.message, []byte("From: Bench <bench@relay.example>\nSubject: Hello {{.name}}\n\nDear {{.name}} {{.code}}\n"+body+"\n"), 0o644)
+	return m
+}
+
+// runSink runs mailroute send and returns its wall time and peak RSS.
+func runSink(b *testing.B, l *lab.Lab, m *mailing) (time.Duration, int64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	args := []string{"send", "--config", m.config, "--list", m.list, "--message", m.message, "--json"}
+	if dir := os.Getenv("MAILROUTE_BENCH_JOURNAL_DIR"); dir != "" {
+		// To tell the disk's share from mailroute's: e.g. /dev/shm (no fsync cost).
+		args = append(args, "--journal", filepath.Join(dir, filepath.Base(m.dir)+".journal"))
+	}
+	cmd := l.Command(ctx, lab.Mailroute(b), args...)
+	start := time.Now()
+	out, err := cmd.Output()
+	took := time.Since(start)
+	if err != nil {
+		b.Fatalf("mailroute send: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"failed": 0`) || !strings.Contains(string(out), `"deferred": 0`) {
+		b.Fatalf("not everything was sent:\n%s", out)
+	}
+	// ip netns exec execs mailroute in place, so this is mailroute's own peak.
+	maxrss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	return took, maxrss
+}
+
+// BenchmarkLabSink compares mailroute's throughput to a smtp-sink with
+// Postfix's smtp-source -d (sessions reused, no journal, no templates) at the
+// same session count and message size. Goal: ratio ≥ 1.0. .ci/bench runs it.
+func BenchmarkLabSink(b *testing.B) {
+	const n, sessions, size = 20000, 8, 500
+	l := lab.Start(b, lab.Options{ExtraDNS: []string{"host-record=sink.example," + sinkAddr}})
+	startSink(b, l)
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		start := time.Now()
+		src := l.Command(ctx, "/usr/sbin/smtp-source", "-d", "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n),
+			"-l", strconv.Itoa(size), "-f", "bench@relay.example", "-t", "r@sink.example", sinkAddr+":25")
+		if out, err := src.CombinedOutput(); err != nil {
+			b.Fatalf("smtp-source: %v %s", err, out)
+		}
+		srcTook := time.Since(start)
+		cancel()
+
+		m := sinkMailing(b, n, sessions, size)
+		took, _ := runSink(b, l, m)
+		srcRate, ourRate := float64(n)/srcTook.Seconds(), float64(n)/took.Seconds()
+		b.ReportMetric(srcRate, "smtp-source-msg/s")
+		b.ReportMetric(ourRate, "mailroute-msg/s")
+		b.ReportMetric(ourRate/srcRate, "ratio")
+	}
+}
+
+// BenchmarkLabSinkMemory sends a large list to the sink and reports the
+// peak RSS of the mailroute process, for a list ten times smaller and the
+// full one: flat means memory does not grow with the list. The full size
+// is MAILROUTE_BENCH_RECIPIENTS (default 1,000,000). Goal: ≤ 64 MB.
+func BenchmarkLabSinkMemory(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("MAILROUTE_BENCH_RECIPIENTS")); err == nil && v > 0 {
+		n = v
+	}
+	l := lab.Start(b, lab.Options{ExtraDNS: []string{"host-record=sink.example," + sinkAddr}})
+	startSink(b, l)
+	for b.Loop() {
+		for _, size := range []int{n / 10, n} {
+			m := sinkMailing(b, size, 8, 500)
+			took, rss := runSink(b, l, m)
+			b.ReportMetric(float64(rss)/(1<<20), fmt.Sprintf("peak-RSS-MB@%d", size))
+			b.ReportMetric(float64(size)/took.Seconds(), fmt.Sprintf("msg/s@%d", size))
+		}
+	}
+}
