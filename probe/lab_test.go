@@ -3,8 +3,6 @@ package probe_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -18,24 +16,12 @@ import (
 // not a failure.
 func probeLab(t testing.TB, l *lab.Lab, args ...string) (*probe.Report, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := l.Command(ctx, lab.Mailroute(t), append([]string{"probe", "--json"}, args...)...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("mailroute probe: %v", err)
-	}
+	res := l.RunMailroute(t, nil, append([]string{"probe", "--json"}, args...)...)
 	var rep probe.Report
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("probe --json printed no JSON (exit %d): %v\nstdout:\n%s\nstderr:\n%s", code, err, out, stderr.String())
+	if err := json.Unmarshal(res.Stdout, &rep); err != nil {
+		t.Fatalf("probe --json printed no JSON (exit %d): %v\nstdout:\n%s\nstderr:\n%s", res.Code, err, res.Stdout, res.Stderr)
 	}
-	return &rep, code
+	return &rep, res.Code
 }
 
 func domain(t *testing.T, rep *probe.Report, name string) *probe.Domain {

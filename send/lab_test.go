@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -47,30 +46,21 @@ func newLabMailing(t testing.TB, config string, addrs []string) *mailing {
 // run runs mailroute send in the lab namespace and decodes its --json report.
 func (m *mailing) run(t testing.TB, l *lab.Lab, extra ...string) (*send.Report, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := m.command(ctx, t, l, extra...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	res := l.RunMailroute(t, []string{"LAB_RELAY_PASSWORD=" + lab.RelayPassword}, m.args(extra...)...)
 	var rep send.Report
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("send --json (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
+	if err := json.Unmarshal(res.Stdout, &rep); err != nil {
+		t.Fatalf("send --json (exit %d): %v\nstdout: %s\nstderr: %s", res.Code, err, res.Stdout, res.Stderr)
 	}
-	return &rep, code
+	return &rep, res.Code
+}
+
+func (m *mailing) args(extra ...string) []string {
+	return append([]string{"send", "--config", m.config, "--list", m.list, "--message", m.message,
+		"--json", "--connect-timeout", "2s"}, extra...)
 }
 
 func (m *mailing) command(ctx context.Context, t testing.TB, l *lab.Lab, extra ...string) *exec.Cmd {
-	args := append([]string{"send", "--config", m.config, "--list", m.list, "--message", m.message,
-		"--json", "--connect-timeout", "2s"}, extra...)
-	cmd := l.Command(ctx, lab.Mailroute(t), args...)
+	cmd := l.Command(ctx, lab.Mailroute(t), m.args(extra...)...)
 	cmd.Env = append(os.Environ(), "LAB_RELAY_PASSWORD="+lab.RelayPassword)
 	return cmd
 }

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // MailrouteImport is the package Mailroute builds.
@@ -60,4 +63,33 @@ func goTool() string {
 		return p
 	}
 	return "/usr/local/go/bin/go"
+}
+
+// Result is what one mailroute run in the lab printed and how it exited.
+type Result struct {
+	Stdout []byte
+	Stderr string
+	Code   int // exit code; 1 ("the job ran and found a problem") is a result, not a failure
+}
+
+// RunMailroute runs the mailroute binary inside the namespace with args and
+// extra environment (NAME=value), bounded by a minute per run. Only a
+// failure to run at all fails the test.
+func (l *Lab) RunMailroute(t testing.TB, env []string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := l.Command(ctx, Mailroute(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	res := Result{Stdout: out, Stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("mailroute %s: %v", strings.Join(args, " "), err)
+	}
+	return res
 }
