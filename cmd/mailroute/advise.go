@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -24,8 +25,10 @@ import (
 	"github.com/mailroute/mailroute/send"
 )
 
-func adviseCommand() *cli.Command {
-	flags := append(probeFlags(),
+// adviseFlagsOnly are advise's flags beyond the probe's; the wizard has
+// them too, each answering one of its questions.
+func adviseFlagsOnly() []cli.Flag {
+	return []cli.Flag{
 		&cli.StringFlag{Name: "user", Usage: "login `NAME` for the relay (checked with AUTH, nothing is sent)"},
 		&cli.StringFlag{Name: "password-env", Usage: "environment `VARIABLE` holding the password (default: a hidden prompt on a terminal)"},
 		&cli.StringFlag{Name: "password-cmd", Usage: "`COMMAND` whose first line of output is the password (run with sh -c)"},
@@ -37,7 +40,11 @@ func adviseCommand() *cli.Command {
 		&cli.BoolFlag{Name: "force", Usage: "with --write: replace FILE if it exists"},
 		&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (repeatable; default: OpenDNS and Google)"},
 		&cli.StringSliceFlag{Name: "dnsbl", Usage: "blocklist `ZONE` to look the public address up in (repeatable; default: zen.spamhaus.org)"},
-	)
+	}
+}
+
+func adviseCommand() *cli.Command {
+	flags := append(probeFlags(), adviseFlagsOnly()...)
 	return &cli.Command{
 		Name:  "advise",
 		Usage: "probe, then recommend direct delivery or a relay, with threads and rate from evidence, and write the config",
@@ -71,26 +78,32 @@ type adviseArgs struct {
 	identity               probe.IdentityOptions
 }
 
-func adviseFlags(c *cli.Context) (*adviseArgs, error) {
+func adviseFlags(c *cli.Context) (*adviseArgs, error) { return parseAdviseArgs(c, false) }
+
+// parseAdviseArgs reads and checks the advise flags. For the wizard a
+// password source without --user is fine (the login name is asked, or
+// defaults to the sender address), --force may stand alone (the file name
+// is asked), and an existing --write file is a question, not an error.
+func parseAdviseArgs(c *cli.Context, wizard bool) (*adviseArgs, error) {
 	a := &adviseArgs{user: c.String("user"), passEnv: c.String("password-env"), passCmd: c.String("password-cmd"),
 		insecure: c.Bool("insecure-auth"), measure: c.Bool("measure"), measureTime: c.Duration("measure-time"),
 		listSize: c.Int("list-size"), write: c.String("write"), force: c.Bool("force"), identity: probe.DefaultIdentityOptions()}
 	switch {
-	case a.user == "" && (a.passEnv != "" || a.passCmd != ""):
+	case !wizard && a.user == "" && (a.passEnv != "" || a.passCmd != ""):
 		return nil, usage(errors.New("--password-env and --password-cmd need --user"), "add --user NAME: the login the password belongs to")
 	case a.passEnv != "" && a.passCmd != "":
 		return nil, usage(errors.New("--password-env and --password-cmd both given"), "keep one: where the password comes from")
-	case a.user == "" && a.insecure:
+	case !wizard && a.user == "" && a.insecure:
 		return nil, usage(errors.New("--insecure-auth needs --user"), "it allows a login without TLS; there is no login without --user")
 	case a.measureTime <= 0:
 		return nil, usage(fmt.Errorf("--measure-time %s: must be positive", a.measureTime), "e.g. --measure-time 2m; the window search stops after it")
 	case a.listSize < 0:
 		return nil, usage(fmt.Errorf("--list-size %d: must not be negative", a.listSize), "the number of recipients in the mailing")
-	case a.force && a.write == "":
+	case !wizard && a.force && a.write == "":
 		return nil, usage(errors.New("--force needs --write FILE"), "--force lets --write replace an existing file")
 	}
 	if a.write != "" {
-		if _, err := os.Lstat(a.write); err == nil && !a.force {
+		if _, err := os.Lstat(a.write); err == nil && !a.force && !wizard {
 			return nil, usage(fmt.Errorf("--write %s: the file exists", a.write), "add --force to replace it, or write to another file")
 		}
 		// Found now, not after minutes of probing and measuring.
@@ -142,23 +155,11 @@ func parseEcho(v string) (probe.EchoService, error) {
 // prompt on a terminal. It is kept only in memory, for the login and the
 // measurement.
 func (a *adviseArgs) secret(c *cli.Context, relayHost string) (string, error) {
-	switch {
-	case a.user == "":
+	if a.user == "" {
 		return "", nil
-	case a.passEnv != "":
-		v, ok := os.LookupEnv(a.passEnv)
-		if !ok || v == "" {
-			state := map[bool]string{true: "is empty", false: "is not set"}[ok]
-			return "", usage(fmt.Errorf("--password-env %s: the environment variable %s", a.passEnv, state), "export it first, e.g. read -rs "+a.passEnv+" && export "+a.passEnv)
-		}
-		return v, nil
-	case a.passCmd != "":
-		r := send.Relay{Host: relayHost, PasswordCmd: a.passCmd}
-		v, err := r.Secret(c.Context)
-		if err != nil {
-			return "", usage(err, "run the command yourself: its first line of output must be the password")
-		}
-		return v, nil
+	}
+	if v, ok, err := a.secretFromSource(c, relayHost); ok || err != nil {
+		return v, err
 	}
 	f, ok := c.App.Reader.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
@@ -171,6 +172,28 @@ func (a *adviseArgs) secret(c *cli.Context, relayHost string) (string, error) {
 		return "", usage(fmt.Errorf("reading the password: %w", err), "")
 	}
 	return string(b), nil
+}
+
+// secretFromSource reads the password from --password-env or
+// --password-cmd; ok is false when neither was given.
+func (a *adviseArgs) secretFromSource(c *cli.Context, relayHost string) (secret string, ok bool, err error) {
+	switch {
+	case a.passEnv != "":
+		v, set := os.LookupEnv(a.passEnv)
+		if !set || v == "" {
+			state := map[bool]string{true: "is empty", false: "is not set"}[set]
+			return "", false, usage(fmt.Errorf("--password-env %s: the environment variable %s", a.passEnv, state), "export it first, e.g. read -rs "+a.passEnv+" && export "+a.passEnv)
+		}
+		return v, true, nil
+	case a.passCmd != "":
+		r := send.Relay{Host: relayHost, PasswordCmd: a.passCmd}
+		v, err := r.Secret(c.Context)
+		if err != nil {
+			return "", false, usage(err, "run the command yourself: its first line of output must be the password")
+		}
+		return v, true, nil
+	}
+	return "", false, nil
 }
 
 func runAdvise(c *cli.Context) error {
@@ -223,7 +246,7 @@ func runAdvise(c *cli.Context) error {
 		case end == nil:
 			fmt.Fprintln(stderr, "mailroute: nothing to measure: no relay port can take the mail")
 		case loginOK:
-			rep.Measure = measure(ctx, c, p, end, a, cred)
+			rep.Measure = measure(ctx, stderr, p, end, a.measureOptions(c, cred))
 		}
 	}
 	rec := advisor.Decide(advisor.Input{Report: rep, ListSize: a.listSize, FromDomain: fromDomain, FromMX: fromMX(ctx, p, rep, fromDomain), User: a.user,
@@ -242,6 +265,11 @@ func runAdvise(c *cli.Context) error {
 		}
 	} else {
 		printAdvice(c.App.Writer, rec, rep, written, a.write != "")
+		if fs := advisor.Explain(rep); len(fs) > 0 {
+			fmt.Fprintln(c.App.Writer)
+			bold.Fprintln(c.App.Writer, "What was found, in plain words")
+			printFindings(c.App.Writer, fs)
+		}
 	}
 	switch {
 	case werr != nil:
@@ -286,11 +314,9 @@ func fromMX(ctx context.Context, p *probe.Prober, rep *probe.Report, domain stri
 	return out
 }
 
-// measure runs the relay measurement with live progress on stderr. Asking
-// nothing is deliberate: --measure is the consent.
-func measure(ctx context.Context, c *cli.Context, p *probe.Prober, end *probe.Endpoint, a *adviseArgs, cred *probe.Credentials) *probe.Measurement {
-	stderr := c.App.ErrWriter
-	fmt.Fprintf(stderr, "measuring the relay's limits; no message is sent (%s:%d, at most %s)\n", end.Host, end.Port, a.measureTime)
+// measureOptions are advise's: the sender from --from or the login name,
+// the recipient from the first --to address.
+func (a *adviseArgs) measureOptions(c *cli.Context, cred *probe.Credentials) probe.MeasureOptions {
 	from := c.String("from")
 	if from == "" && strings.Contains(a.user, "@") {
 		from = a.user
@@ -302,14 +328,22 @@ func measure(ctx context.Context, c *cli.Context, p *probe.Prober, end *probe.En
 			break
 		}
 	}
+	return probe.MeasureOptions{WindowBudget: a.measureTime, From: from, To: to, Cred: cred}
+}
+
+// measure runs the relay measurement with live progress on w. Asking
+// nothing is deliberate: --measure (or the wizard's question) is the
+// consent.
+func measure(ctx context.Context, w io.Writer, p *probe.Prober, end *probe.Endpoint, opt probe.MeasureOptions) *probe.Measurement {
+	fmt.Fprintf(w, "measuring the relay's limits; no message is sent (%s:%d, at most %s)\n", end.Host, end.Port, opt.WindowBudget)
 	last := ""
-	return p.Measure(ctx, end, probe.MeasureOptions{WindowBudget: a.measureTime, From: from, To: to, Cred: cred,
-		Progress: func(s string) {
-			if s != last {
-				last = s
-				fmt.Fprintf(stderr, "  %s\n", s)
-			}
-		}})
+	opt.Progress = func(s string) {
+		if s != last {
+			last = s
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	return p.Measure(ctx, end, opt)
 }
 
 // writeConfigFile writes the config so that an interrupted run leaves no
@@ -367,10 +401,12 @@ type adviceJSON struct {
 	Config         map[string]any          `json:"config,omitempty"`
 	Written        string                  `json:"written,omitempty"`
 	Report         *probe.Report           `json:"report"`
+	// Findings are the report's facts in plain words (advisor.Explain).
+	Findings []advisor.Finding `json:"findings"`
 }
 
 func printAdviceJSON(w interface{ Write([]byte) (int, error) }, rec *advisor.Recommendation, rep *probe.Report, written string) error {
-	doc := adviceJSON{Recommendation: rec, Written: written, Report: rep}
+	doc := adviceJSON{Recommendation: rec, Written: written, Report: rep, Findings: advisor.Explain(rep)}
 	if rec.Config != nil {
 		// Through TOML so the keys are the config file's own names.
 		var b bytes.Buffer

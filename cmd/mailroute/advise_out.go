@@ -64,12 +64,14 @@ func printAdvice(w io.Writer, rec *advisor.Recommendation, rep *probe.Report, wr
 	if !rec.OK {
 		return
 	}
-	fmt.Fprintln(w)
-	head.Fprintln(w, "Config")
 	switch {
 	case written != "":
+		fmt.Fprintln(w)
+		head.Fprintln(w, "Config")
 		fmt.Fprintf(w, "  written to %s (readable only by you); check it with: mailroute config check %s\n", written, written)
 	case !wantWrite:
+		fmt.Fprintln(w)
+		head.Fprintln(w, "Config")
 		fmt.Fprintln(w, "  not written: add --write FILE to save it as commented TOML")
 	}
 }
@@ -115,4 +117,37 @@ func measurementLines(m *probe.Measurement) []string {
 		out = append(out, "nothing was measured")
 	}
 	return out
+}
+
+// findingLabel is each severity's word and colour: green good news, yellow
+// something to walk around, red a wall on this path.
+var findingLabel = map[advisor.Severity]struct {
+	word string
+	c    *color.Color
+}{
+	advisor.SevOK:      {"ok", color.New(color.FgGreen, color.Bold)},
+	advisor.SevInfo:    {"note", color.New(color.Bold)},
+	advisor.SevWarning: {"warning", color.New(color.FgYellow, color.Bold)},
+	advisor.SevProblem: {"problem", color.New(color.FgRed, color.Bold)},
+}
+
+// printFindings writes the plain-words findings: the severity as a word
+// (read aloud well, and clear without colour), the title, what it means,
+// and what to do.
+func printFindings(w io.Writer, fs []advisor.Finding) {
+	const width = 70
+	for _, f := range fs {
+		l := findingLabel[f.Severity]
+		fmt.Fprintf(w, "  %s %s\n", l.c.Sprintf("%-8s", l.word), bold.Sprint(f.Title))
+		for _, line := range wrap(f.Meaning, width) {
+			fmt.Fprintf(w, "           %s\n", line)
+		}
+		for i, line := range wrap(f.Action, width-12) {
+			if i == 0 {
+				fmt.Fprintf(w, "           What to do: %s\n", line)
+			} else {
+				fmt.Fprintf(w, "                       %s\n", line)
+			}
+		}
+	}
 }

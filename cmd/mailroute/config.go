@@ -19,6 +19,10 @@ func configCommand() *cli.Command {
 		Name:      "config",
 		Usage:     "check a config file, or describe every config key",
 		UsageText: "mailroute config check FILE | mailroute config describe [--json]",
+		Description: `Examples:
+   mailroute config check mailroute.toml      # is it right? the password source too
+   mailroute config describe                  # every key, its type, default and meaning
+   mailroute config describe --json`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "check",
@@ -28,14 +32,21 @@ func configCommand() *cli.Command {
 The password source of each relay is checked (the environment variable is
 set, the command runs) without printing the password.
 
+Examples:
+   mailroute config check mailroute.toml
+   MAILROUTE_PASSWORD=... mailroute config check mailroute.toml
+
 Exit status: 0 the file is good, 2 it is not.`,
 				Action:       runConfigCheck,
 				OnUsageError: subUsage("config check"),
 			},
 			{
-				Name:         "describe",
-				Usage:        "list every config key: its type, default and meaning",
-				UsageText:    "mailroute config describe [--json]",
+				Name:      "describe",
+				Usage:     "list every config key: its type, default and meaning",
+				UsageText: "mailroute config describe [--json]",
+				Description: `Examples:
+   mailroute config describe
+   mailroute config describe --json | jq -r '.[].key'`,
 				Flags:        []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the keys as a JSON array"}},
 				Action:       runConfigDescribe,
 				OnUsageError: subUsage("config describe"),

@@ -37,7 +37,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
-		Commands:        commands(),
+		// Completion scripts (mailroute completion) ask the program itself
+		// for the words that may follow: --generate-bash-completion.
+		EnableBashCompletion: true,
+		Commands:             commands(),
 		// urfave/cli prints usage errors itself and returns them; we add the
 		// exit code and keep its output on stderr.
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
@@ -54,6 +57,9 @@ func commands() []*cli.Command {
 		sendCommand(),
 		configCommand(),
 		adviseCommand(),
+		wizardCommand(),
+		manCommand(),
+		completionCommand(),
 	}
 	for _, c := range cmds {
 		if c.OnUsageError == nil {

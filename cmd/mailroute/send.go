@@ -32,6 +32,17 @@ message was handed over, RFC 1047) only with --retry-unknown.
 Ctrl-C stops taking recipients and lets the messages in flight finish (up to 30s);
 a second Ctrl-C stops at once.
 
+Examples:
+   mailroute send --config mailroute.toml --list list.csv --message message.txt --dry-run
+   mailroute send --config mailroute.toml --list list.csv --message message.txt
+   mailroute send --config mailroute.toml --list list.csv --message message.txt --html message.html --json
+
+   list.csv:              message.txt:
+     email,name             From: Carol <carol@example.com>
+     ann@example.com,Ann    Subject: Hello {{.name}}
+     bob@example.org,Bob
+                            Hi {{.name}}, ...
+
 Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad input (nothing sent).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "mailing configuration `FILE` (TOML; see 'mailroute config describe')"},
