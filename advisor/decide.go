@@ -205,7 +205,7 @@ func summary(rec *Recommendation) string {
 		rate = "at most " + rec.Rate.Rate.String()
 	}
 	if rec.Mode == send.ModeDirect {
-		return fmt.Sprintf("Send direct to the recipients' MX hosts on port 25, %d sessions at once, %s.", rec.Threads.Value, rate)
+		return fmt.Sprintf("Send direct to the recipients' MX hosts on port 25, %s at once, %s.", count(rec.Threads.Value, "session"), rate)
 	}
 	r := rec.Relay
 	mode := map[send.TLSMode]string{send.TLSImplicit: "implicit TLS", send.TLSStartTLS: "STARTTLS", send.TLSNone: "no TLS"}[r.TLS]
@@ -213,7 +213,7 @@ func summary(rec *Recommendation) string {
 	if r.Auth != "" {
 		login = ", with a login"
 	}
-	return fmt.Sprintf("Send through the relay %s:%d (%s%s), %d sessions at once, %s.", r.Host, r.Port, mode, login, rec.Threads.Value, rate)
+	return fmt.Sprintf("Send through the relay %s:%d (%s%s), %s at once, %s.", r.Host, r.Port, mode, login, count(rec.Threads.Value, "session"), rate)
 }
 
 // port25 says whether port 25 reaches the recipients' MX hosts without

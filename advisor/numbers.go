@@ -101,7 +101,7 @@ func relayThreads(list int, kind string, prov *Provider, meas *probe.Measurement
 	switch {
 	case list > 0:
 		want, wantSrc = listThreads(list, ceiling), "list size"
-		wantWhy = fmt.Sprintf("%d recipients need %d sessions (one per %d, at most %d for this kind of relay)", list, want, recipientsPerThread, ceiling)
+		wantWhy = fmt.Sprintf("%d recipients need %s (one per %d, at most %d for this kind of relay)", list, count(want, "session"), recipientsPerThread, ceiling)
 	case capSrc == "measured":
 		// Measured evidence with no list size: use what the relay allows.
 		want, wantSrc, wantWhy = min(capN, 10), "measured", ""
@@ -141,7 +141,7 @@ func relayRate(list int, prov *Provider, meas *probe.Measurement) RateChoice {
 			notes = append(notes, fmt.Sprintf("the relay allows %d messages per session, then a new session (not a rate)", meas.Transactions))
 		case meas.Window > 0:
 			cands = append(cands, cand{meas.Transactions, time.Duration(meas.Window), "measured",
-				fmt.Sprintf("the relay accepted %d messages, refused the next, and accepted again %s later", meas.Transactions, meas.Window)})
+				fmt.Sprintf("the relay accepts %d messages per %s window, then refuses until the window ends", meas.Transactions, meas.Window)})
 		default:
 			note := fmt.Sprintf("the relay refused after %d messages but its window was not found within the measurement time", meas.Transactions)
 			if meas.WindowNote != "" {

@@ -95,7 +95,7 @@ func TestRelayRate(t *testing.T) {
 		source string
 		says   string
 	}{
-		{"measured burst and window", 0, nil, &probe.Measurement{Transactions: 30, Window: probe.Duration(time.Minute)}, "25/m", "measured", "accepted 30 messages"},
+		{"measured burst and window", 0, nil, &probe.Measurement{Transactions: 30, Window: probe.Duration(time.Minute)}, "25/m", "measured", "accepts 30 messages per"},
 		{"measured: capped burst is no limit", 0, nil, &probe.Measurement{Transactions: 200, TransactionsCapped: true}, "", "default", "no limit was measured"},
 		{"measured: per session, not per time", 0, nil, &probe.Measurement{Transactions: 20, PerSession: true}, "", "default", "20 messages per session"},
 		{"measured: no window found", 0, nil, &probe.Measurement{Transactions: 20, WindowNote: "not accepted again within 2m"}, "", "default", "longer --measure-time"},

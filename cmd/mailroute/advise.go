@@ -336,14 +336,30 @@ func (a *adviseArgs) measureOptions(c *cli.Context, cred *probe.Credentials) pro
 // consent.
 func measure(ctx context.Context, w io.Writer, p *probe.Prober, end *probe.Endpoint, opt probe.MeasureOptions) *probe.Measurement {
 	fmt.Fprintf(w, "measuring the relay's limits; no message is sent (%s:%d, at most %s)\n", end.Host, end.Port, opt.WindowBudget)
-	last := ""
+	// On a terminal each phase's status is rewritten in place; elsewhere
+	// (logs, pipes) only each phase's last status is printed, one line each.
+	live := isTerminal(w)
+	phase, last := "", ""
 	opt.Progress = func(s string) {
-		if s != last {
-			last = s
-			fmt.Fprintf(w, "  %s\n", s)
+		ph, _, _ := strings.Cut(s, ":")
+		switch {
+		case live && ph != phase && phase != "":
+			fmt.Fprintf(w, "\n  %s", s)
+		case live:
+			fmt.Fprintf(w, "\r\033[K  %s", s)
+		case ph != phase && last != "":
+			fmt.Fprintf(w, "  %s\n", last)
 		}
+		phase, last = ph, s
 	}
-	return p.Measure(ctx, end, opt)
+	m := p.Measure(ctx, end, opt)
+	switch {
+	case live && last != "":
+		fmt.Fprintln(w)
+	case last != "":
+		fmt.Fprintf(w, "  %s\n", last)
+	}
+	return m
 }
 
 // writeConfigFile writes the config so that an interrupted run leaves no

@@ -103,7 +103,11 @@ func measurementLines(m *probe.Measurement) []string {
 	case m.PerSession:
 		out = append(out, "the cap is per session: a new session may send again at once")
 	case m.Window > 0:
-		out = append(out, fmt.Sprintf("window: accepted again %s after the refusal", m.Window))
+		w := fmt.Sprintf("window: %d messages per %s", m.Transactions, m.Window)
+		if m.WindowPrecision > 0 {
+			w += fmt.Sprintf(" (± %s)", m.WindowPrecision)
+		}
+		out = append(out, w+"; then the count starts over")
 	case m.WindowNote != "":
 		out = append(out, "window: "+m.WindowNote)
 	}
