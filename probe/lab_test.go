@@ -223,3 +223,34 @@ func TestLabProbeHumanAndDiscovery(t *testing.T) {
 		t.Errorf("discovered endpoints: %+v %+v", ends[0], ends[len(ends)-1])
 	}
 }
+
+// TestLabProbeIdentity: probe --identity asks the lab's echo service, PTR and
+// blocklist (never an outside name): one address forward-confirmed and clean,
+// then the same address listed in the PBL.
+func TestLabProbeIdentity(t *testing.T) {
+	l := lab.Start(t, lab.Options{ExtraDNS: []string{
+		"host-record=out.lab.example,127.0.1.1",                // A and PTR: forward-confirmed
+		"address=/myip.lab.example/127.0.1.1",                  // the echo service's answer
+		"host-record=1.1.0.127.zen.pbl.lab.example,127.0.0.10", // a "zen" label: decoded as Spamhaus
+	}})
+	echo := "myip.lab.example@" + lab.DNSAddr
+	rep, _ := probeLab(t, l, "--timeout", "2s", "--to", lab.AlphaDomain, "--ip-echo", echo, "--dnsbl", "zen.lab.example")
+	id := rep.Identity
+	if id == nil || id.PublicIP != "127.0.1.1" || !id.ForwardConfirmed || id.ConfirmedName != "out.lab.example" {
+		t.Fatalf("identity %+v", id)
+	}
+	if len(id.Listings) != 1 || id.Listings[0].Listed || id.Listings[0].Error != "" {
+		t.Errorf("listings %+v, want not listed", id.Listings)
+	}
+	if s := strings.Join(rep.Summary, "\n"); !strings.Contains(s, "its reverse name out.lab.example points back to it (forward-confirmed); not listed on zen.lab.example") {
+		t.Errorf("summary:\n%s", s)
+	}
+
+	res := l.RunMailroute(t, nil, "probe", "--timeout", "2s", "--to", lab.AlphaDomain, "--ip-echo", echo, "--dnsbl", "zen.pbl.lab.example")
+	out := string(res.Stdout)
+	for _, want := range []string{"this machine\n  public address: 127.0.1.1", "reverse name: out.lab.example (forward-confirmed)", "zen.pbl.lab.example: listed: ", "end-user range"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("human report lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -38,8 +38,6 @@ func adviseFlagsOnly() []cli.Flag {
 		&cli.IntFlag{Name: "list-size", Usage: "number of `RECIPIENTS` in the mailing, to size the threads"},
 		&cli.StringFlag{Name: "write", Usage: "write the recommended config to `FILE` (commented TOML, mode 0600)"},
 		&cli.BoolFlag{Name: "force", Usage: "with --write: replace FILE if it exists"},
-		&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (repeatable; default: OpenDNS and Google)"},
-		&cli.StringSliceFlag{Name: "dnsbl", Usage: "blocklist `ZONE` to look the public address up in (repeatable; default: zen.spamhaus.org)"},
 	}
 }
 
@@ -87,7 +85,7 @@ func adviseFlags(c *cli.Context) (*adviseArgs, error) { return parseAdviseArgs(c
 func parseAdviseArgs(c *cli.Context, wizard bool) (*adviseArgs, error) {
 	a := &adviseArgs{user: c.String("user"), passEnv: c.String("password-env"), passCmd: c.String("password-cmd"),
 		insecure: c.Bool("insecure-auth"), measure: c.Bool("measure"), measureTime: c.Duration("measure-time"),
-		listSize: c.Int("list-size"), write: c.String("write"), force: c.Bool("force"), identity: probe.DefaultIdentityOptions()}
+		listSize: c.Int("list-size"), write: c.String("write"), force: c.Bool("force")}
 	switch {
 	case !wizard && a.user == "" && (a.passEnv != "" || a.passCmd != ""):
 		return nil, usage(errors.New("--password-env and --password-cmd need --user"), "add --user NAME: the login the password belongs to")
@@ -111,26 +109,11 @@ func parseAdviseArgs(c *cli.Context, wizard bool) (*adviseArgs, error) {
 			return nil, usage(fmt.Errorf("--write %s: no directory %s", a.write, filepath.Dir(a.write)), "create the directory first, or write elsewhere")
 		}
 	}
-	if v := c.StringSlice("ip-echo"); len(v) > 0 {
-		a.identity.Echo = nil
-		for _, s := range v {
-			e, err := parseEcho(s)
-			if err != nil {
-				return nil, usage(err, "write NAME@SERVER or NAME/TYPE@SERVER, e.g. myip.opendns.com@resolver1.opendns.com or o-o.myaddr.l.google.com/TXT@ns1.google.com")
-			}
-			a.identity.Echo = append(a.identity.Echo, e)
-		}
+	id, err := identityFromFlags(c)
+	if err != nil {
+		return nil, err
 	}
-	if v := c.StringSlice("dnsbl"); len(v) > 0 {
-		a.identity.DNSBL = nil
-		for _, z := range v {
-			z = strings.TrimSuffix(strings.TrimSpace(z), ".")
-			if _, ok := dns.IsDomainName(z); !ok || z == "" || strings.ContainsAny(z, " /@") {
-				return nil, usage(fmt.Errorf("--dnsbl %q: not a DNS zone", z), "e.g. --dnsbl zen.spamhaus.org")
-			}
-			a.identity.DNSBL = append(a.identity.DNSBL, z)
-		}
-	}
+	a.identity = id
 	return a, nil
 }
 
@@ -436,4 +419,31 @@ func printAdviceJSON(w interface{ Write([]byte) (int, error) }, rec *advisor.Rec
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// identityFromFlags reads --ip-echo and --dnsbl (shared by probe, advise
+// and the wizard); absent flags keep probe's defaults.
+func identityFromFlags(c *cli.Context) (probe.IdentityOptions, error) {
+	id := probe.DefaultIdentityOptions()
+	if v := c.StringSlice("ip-echo"); len(v) > 0 {
+		id.Echo = nil
+		for _, s := range v {
+			e, err := parseEcho(s)
+			if err != nil {
+				return id, usage(err, "write NAME@SERVER or NAME/TYPE@SERVER, e.g. myip.opendns.com@resolver1.opendns.com or o-o.myaddr.l.google.com/TXT@ns1.google.com")
+			}
+			id.Echo = append(id.Echo, e)
+		}
+	}
+	if v := c.StringSlice("dnsbl"); len(v) > 0 {
+		id.DNSBL = nil
+		for _, z := range v {
+			z = strings.TrimSuffix(strings.TrimSpace(z), ".")
+			if _, ok := dns.IsDomainName(z); !ok || z == "" || strings.ContainsAny(z, " /@") {
+				return id, usage(fmt.Errorf("--dnsbl %q: not a DNS zone", z), "e.g. --dnsbl zen.spamhaus.org")
+			}
+			id.DNSBL = append(id.DNSBL, z)
+		}
+	}
+	return id, nil
 }

@@ -28,6 +28,8 @@ func probeFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-ca", Usage: "extra CA certificates `FILE` (PEM) to trust, besides the system roots"},
 		&cli.StringFlag{Name: "helo", Usage: "`NAME` to send in EHLO (default: this machine's host name)"},
 		&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
+		&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (repeatable; default: OpenDNS and Google)"},
+		&cli.StringSliceFlag{Name: "dnsbl", Usage: "blocklist `ZONE` to look the public address up in (repeatable; default: zen.spamhaus.org)"},
 	}
 }
 
@@ -41,9 +43,11 @@ func probeCommand() *cli.Command {
    mailroute probe --to example.com --to bob@example.org
    mailroute probe --relay smtp.example.com          # 465, 587, 2525 and 25
    mailroute probe --from you@example.com --json     # find your provider's submission server
+   mailroute probe --identity                        # and this machine's public address, PTR, blocklists
 
 Exit status: 0 something can take mail, 1 nothing can, 2 bad input.`,
-		Flags:  probeFlags(),
+		Flags: append(probeFlags(),
+			&cli.BoolFlag{Name: "identity", Usage: "also find this machine's public address (DNS echo services), its reverse name and blocklist listings"}),
 		Action: runProbe,
 	}
 }
@@ -150,6 +154,12 @@ func runProbe(c *cli.Context) error {
 	p, req, err := proberFromFlags(c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("identity") || c.IsSet("ip-echo") || c.IsSet("dnsbl") {
+		if req.IdentityOptions, err = identityFromFlags(c); err != nil {
+			return err
+		}
+		req.Identity = true
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
 	defer stop()

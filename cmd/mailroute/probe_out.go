@@ -30,6 +30,9 @@ var (
 
 // printReport writes the human report: grouped by target, then the summary.
 func printReport(w io.Writer, rep *probe.Report) {
+	if id := rep.Identity; id != nil {
+		printIdentity(w, id)
+	}
 	for _, d := range rep.Domains {
 		bold.Fprintf(w, "%s", d.Name)
 		switch {
@@ -146,3 +149,39 @@ func caps(m map[string]string) string {
 }
 
 func ms(d probe.Duration) string { return d.String() }
+
+// printIdentity shows what the internet thinks of this machine: the facts
+// receivers check before accepting mail sent directly from it.
+func printIdentity(w io.Writer, id *probe.Identity) {
+	bold.Fprintln(w, "this machine")
+	if id.PublicIP == "" {
+		fmt.Fprintf(w, "  public address: %s\n", color.YellowString("unknown"))
+	} else {
+		fmt.Fprintf(w, "  public address: %s  %s\n", id.PublicIP, dim.Sprint("("+id.Source+")"))
+		switch {
+		case id.ForwardConfirmed:
+			fmt.Fprintf(w, "  reverse name: %s (%s)\n", id.ConfirmedName, color.GreenString("forward-confirmed"))
+		case len(id.PTR) > 0:
+			fmt.Fprintf(w, "  reverse name: %s (%s)\n", strings.Join(id.PTR, " "), color.YellowString("does not point back"))
+		default:
+			fmt.Fprintf(w, "  reverse name: %s\n", color.YellowString("none"))
+		}
+	}
+	for _, l := range id.Listings {
+		var what string
+		switch {
+		case l.Error != "":
+			what = color.YellowString("not asked: " + l.Error)
+		case l.QueryRefused:
+			what = color.YellowString("query refused (use your own resolver)")
+		case l.Listed:
+			what = color.RedString("listed: " + strings.Join(l.Meaning, "; "))
+		default:
+			what = color.GreenString("not listed")
+		}
+		fmt.Fprintf(w, "  %s: %s\n", l.Zone, what)
+	}
+	for _, u := range id.Unknown {
+		fmt.Fprintf(w, "  unknown: %s\n", u)
+	}
+}
