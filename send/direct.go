@@ -233,7 +233,7 @@ func (p *pool) closeAll() {
 
 // directWorker delivers to each recipient's MX, reusing idle sessions.
 func (e *Engine) directWorker(ctx context.Context) {
-	w := e.newWorker(nil)
+	w := e.newWorker(nil, false)
 	defer w.abandon()
 	for {
 		j := w.take(ctx)
@@ -241,20 +241,20 @@ func (e *Engine) directWorker(ctx context.Context) {
 			return
 		}
 		if err := e.waitRate(ctx, nil); err != nil {
-			e.putBack(w, j)
+			e.putBack(j)
 			return
 		}
 		msg, res := e.prepare(w, j)
 		if res != nil {
-			e.settle(w, j, *res)
+			e.settle(j, *res)
 			continue
 		}
 		mx, err := e.mx.lookup(ctx, j.rcpt.Domain)
 		if r := mxResult(mx, err); r != nil {
-			e.settle(w, j, *r)
+			e.settle(j, *r)
 			continue
 		}
-		e.settle(w, j, e.directDeliver(ctx, j, mx, msg))
+		e.settle(j, e.directDeliver(ctx, j, mx, msg))
 	}
 }
 
@@ -273,7 +273,7 @@ func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult
 				return *res
 			}
 		}
-		res := e.judge(ctx, s, msg)
+		res := e.judge(ctx, s, msg, nil)
 		res.fallback = s.fallback
 		if res.drop {
 			s.close()

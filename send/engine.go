@@ -240,7 +240,9 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	defer lr.Close()
 
 	start := e.now()
-	e.jobs = make(chan *job)
+	// A few jobs wait ready in the channel, so that a worker taking ahead
+	// (see lookahead) finds them without waiting for the list to be read.
+	e.jobs = make(chan *job, e.cfg.Threads*lookahead)
 	e.retry = newRetryQueue(e.opts.RetryQueue)
 	var workers sync.WaitGroup
 	if e.cfg.Mode == ModeDirect {
@@ -259,7 +261,17 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	sched.Go(e.schedule)
 
 	e.feed(lr)
-	e.active.Wait()
+	settled := make(chan struct{})
+	go func() { e.active.Wait(); close(settled) }()
+	select {
+	case <-settled:
+	case <-e.soft.Done():
+		// Stopped: the scheduler ends, and no worker takes another job;
+		// the ones still in the channel go back to pending.
+		sched.Wait()
+		e.putBackQueued()
+		<-settled
+	}
 	e.stopSoft() // nothing left: workers and the scheduler end
 	sched.Wait()
 	workers.Wait()
@@ -353,7 +365,7 @@ func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
 		// The run that wrote it died between the dot and the reply.
 		rec.State = StateUnknown
 		rec.Reason = "the previous run stopped after the final dot, before the reply (RFC 1047)"
-		e.journal.Put(rcpt.Line, *rec, nil)
+		e.journal.Put(rcpt.Line, *rec)
 		fallthrough
 	case StateUnknown:
 		if e.opts.RetryUnknown {
@@ -369,8 +381,23 @@ func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
 	return true
 }
 
+// putBackQueued puts back the jobs left in the channel when the run stops.
+func (e *Engine) putBackQueued() {
+	for {
+		select {
+		case j := <-e.jobs:
+			e.putBack(j)
+		default:
+			return
+		}
+	}
+}
+
 // take hands a worker its next job, or nil when it should stop.
 func (e *Engine) take(ctx context.Context) *job {
+	if e.soft.Err() != nil {
+		return nil // a job may be ready too, but the run is stopping
+	}
 	select {
 	case j := <-e.jobs:
 		return j

@@ -17,118 +17,19 @@ import (
 
 // job is one recipient on its way through this run.
 type job struct {
-	rcpt     *Recipient // its Line is the journal key
-	rec      Record     // as last written
-	tries    int        // attempts in this run
+	rcpt *Recipient // its Line is the journal key
+	// rec is the record as last written, except that from the attempt to
+	// its outcome State stays StateSending ("the dot was not written")
+	// while the journal may already say data_sent.
+	rec      Record
+	tries    int // attempts in this run
 	firstTry time.Time
-	usedNow  bool // the one immediate retry after a 452 was spent
-	recorded bool // the attempt is already in the journal's queue (taken ahead)
+	usedNow  bool   // the one immediate retry after a 452 was spent
+	recorded bool   // the attempt is in the journal's queue
+	marked   bool   // ... as data_sent: the dot needs no record of its own
+	ticket   Ticket // the attempt's last record, which the waits before RCPT and the dot are for
 	due      time.Time
 	index    int // in the retry heap
-}
-
-// worker is what one worker goroutine reuses from message to message.
-type worker struct {
-	e       *Engine
-	commit  *Commit
-	waiting bool // a record was handed with commit and not waited for
-	j       *job // the job of the transaction in progress
-	next    *job // taken ahead, its attempt recorded with j's data_sent
-	ahead   bool // no rate limit applies: taking ahead is allowed
-	msg     txn
-}
-
-func (e *Engine) newWorker(own *RateLimiter) *worker {
-	w := &worker{e: e, commit: NewCommit(), ahead: e.rate == nil && own == nil}
-	w.msg.BeforeRcpt = w.flushCommit
-	w.msg.AfterRcpt = w.dataSent
-	w.msg.BeforeDot = w.flushCommit
-	return w
-}
-
-// flushCommit waits for the record last handed with the worker's Commit.
-func (w *worker) flushCommit() error {
-	if !w.waiting {
-		return nil
-	}
-	w.waiting = false
-	return w.commit.Wait()
-}
-
-// dataSent queues the record that the final dot is about to be written;
-// BeforeDot waits for its commit. Between the two the record may be on
-// disk while the dot is not: a crash then leaves "unknown" for a message
-// never sent, the safe side of the line (RFC 1047's duplicate is the other).
-//
-// When another job is waiting, it is taken now and its attempt queued
-// right behind: the journal commits in queue order, so the one wait before
-// the dot covers both, and the next transaction needs no wait of its own
-// before RCPT. That halves the fsync waits per message.
-func (w *worker) dataSent() {
-	rec := w.j.rec
-	rec.State = StateDataSent
-	if w.ahead && w.next == nil {
-		select {
-		case n := <-w.e.jobs:
-			w.next = n
-			w.e.journal.Put(w.j.rcpt.Line, rec, nil)
-			w.e.record(w, n)
-			return
-		default:
-		}
-	}
-	w.e.journal.Put(w.j.rcpt.Line, rec, w.commit)
-	w.waiting = true
-}
-
-// take returns the job taken ahead, if any, else the next one.
-func (w *worker) take(ctx context.Context) *job {
-	if j := w.next; j != nil {
-		w.next = nil
-		if w.e.soft.Err() != nil { // stopping: it was taken, not started
-			w.e.putBack(w, j)
-			return nil
-		}
-		return j
-	}
-	return w.e.take(ctx)
-}
-
-// abandon gives back a job taken ahead when the worker stops.
-func (w *worker) abandon() {
-	if w.next != nil {
-		w.e.putBack(w, w.next)
-		w.next = nil
-	}
-}
-
-// record queues j's attempt ("sending") with the worker's Commit.
-func (e *Engine) record(w *worker, j *job) {
-	j.rec.State = StateSending
-	j.rec.Attempts++
-	j.recorded = true
-	e.journal.Put(j.rcpt.Line, j.rec, w.commit)
-	w.waiting = true
-}
-
-// prepare renders j's message and records the attempt (not waiting for
-// the commit: the session's MAIL overlaps the fsync, and RCPT waits for
-// it). A result is returned when the recipient is settled without SMTP.
-func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
-	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer})
-	if err != nil {
-		return nil, &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
-	}
-	from := e.cfg.From
-	if from == "" {
-		from = r.From
-	}
-	if !j.recorded {
-		e.record(w, j)
-	}
-	w.j = j
-	w.msg.From, w.msg.To, w.msg.Data = from, j.rcpt.Addr, r.Data
-	return &w.msg, nil
 }
 
 // result is what one attempt came to.
@@ -147,8 +48,9 @@ type result struct {
 
 // judge runs one transaction on s and decides what its outcome means.
 // This is the whole reply policy, after RFC 5321 §4.2.1 and §4.5.3.1.10.
-func (e *Engine) judge(ctx context.Context, s *session, m *txn) result {
-	reply, st, err := s.deliver(m)
+// next, if not nil, may start with m's final dot (session.deliverThen).
+func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
+	reply, st, err := s.deliverThen(m, next)
 	if err == nil {
 		return result{state: StateSent, reason: reply}
 	}
@@ -158,7 +60,7 @@ func (e *Engine) judge(ctx context.Context, s *session, m *txn) result {
 		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.err}
 	}
 	se := smtpx.Classify("DATA", err)
-	res := result{reason: se.Error(), code: se.Code}
+	res := result{reason: se.Error(), code: se.Code, drop: s.broken}
 	switch {
 	case st == stageDot && !se.Reply():
 		// RFC 1047: the dot went out, the reply did not come back. The
@@ -193,17 +95,14 @@ func (e *Engine) judge(ctx context.Context, s *session, m *txn) result {
 
 // settle records the outcome of j's attempt and decides what comes next:
 // done, a retry within this run, or deferred until a re-run.
-func (e *Engine) settle(w *worker, j *job, res result) {
-	j.recorded = false
-	if err := w.flushCommit(); err != nil {
-		e.fail(&Error{Err: err, Hint: "the journal could not be written; check the disk (space, permissions)"})
-	}
+func (e *Engine) settle(j *job, res result) {
+	j.recorded, j.marked = false, false
 	now := e.now()
 	rec := &j.rec
 	rec.Fallback = res.fallback
 	switch {
 	case res.interrupted || res.state == StatePending:
-		e.putBack(w, j)
+		e.putBack(j)
 		return
 	case res.state == StateDeferred:
 		j.tries++
@@ -215,7 +114,7 @@ func (e *Engine) settle(w *worker, j *job, res result) {
 			delay, j.usedNow = 0, true
 		}
 		rec.State, rec.NextAt, rec.Reason = StateDeferred, now.Add(delay), res.reason
-		e.journal.Put(j.rcpt.Line, *rec, nil)
+		e.journal.Put(j.rcpt.Line, *rec)
 		within := time.Duration(e.cfg.Retry.Within)
 		if e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts && rec.NextAt.Sub(j.firstTry) <= within &&
 			e.retry.push(j, rec.NextAt) {
@@ -224,24 +123,22 @@ func (e *Engine) settle(w *worker, j *job, res result) {
 		}
 	default:
 		rec.State, rec.NextAt, rec.Reason = res.state, time.Time{}, res.reason
-		e.journal.Put(j.rcpt.Line, *rec, nil)
+		e.journal.Put(j.rcpt.Line, *rec)
 	}
 	e.finish(j, rec.State, rec.Reason)
 }
 
 // putBack returns a job the run could not try: it is recorded pending
-// again (the attempt never reached the recipient) and a re-run sends it.
-func (e *Engine) putBack(w *worker, j *job) {
-	if w != nil {
-		_ = w.flushCommit()
-	}
-	j.recorded = false
+// again (the attempt never reached the recipient, whatever data_sent
+// record it had) and a re-run sends it.
+func (e *Engine) putBack(j *job) {
+	j.recorded, j.marked = false, false
 	if j.rec.State == StateSending {
 		j.rec.Attempts--
 	}
 	if j.rec.State == StateSending || j.rec.State == StatePending {
 		j.rec.State = StatePending
-		e.journal.Put(j.rcpt.Line, j.rec, nil)
+		e.journal.Put(j.rcpt.Line, j.rec)
 	}
 	e.finish(j, j.rec.State, j.rec.Reason)
 }

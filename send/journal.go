@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,7 +26,10 @@ import (
 // "data_sent" is committed before the final dot is written. So after a
 // crash, "sending" means the message cannot have been accepted (safe to send
 // again) and "data_sent" means it may have been (RFC 1047: the reply to the
-// dot was lost), which a re-run reports as unknown.
+// dot was lost), which a re-run reports as unknown. A recipient taken ahead
+// by a worker is recorded data_sent at once, in place of sending, so that
+// its dot never waits for the disk: a crash can leave a few such recipients
+// unknown although nothing was sent to them (see lookahead).
 type State uint8
 
 // The states of a recipient. The numbers are stored on disk: append only.
@@ -178,17 +183,31 @@ var (
 // Writes go through a group commit: workers hand their records to one
 // committer goroutine, which writes every record queued while the previous
 // transaction was being synced in one bbolt transaction (one fsync), then
-// wakes the workers whose records it held. A worker that must not go on
-// before its record is durable (the attempt before RCPT, the data_sent
-// before the dot) waits for that commit; outcomes are not waited for,
-// because losing one in a crash leaves the safe state before it.
+// wakes whoever waits. Put returns a Ticket; Wait blocks until the record
+// with that ticket (and every record queued before it) is on disk. A worker
+// that must not go on before its record is durable (the attempt before
+// RCPT, the data_sent before the dot) waits for its ticket; outcomes are not
+// waited for, because losing one in a crash leaves the safe state before it.
+// A ticket can be waited for long after the Put, so a worker can queue a
+// record early and find it durable, without waiting, when it needs it.
 type Journal struct {
 	db  *bolt.DB
 	run uint32
 	now func() time.Time
+	// newFrom is the first line after the last with a record when the
+	// journal was opened (0: not known). The list is read once, in order,
+	// and a line gets a record only after it was read: Get needs no look-up
+	// from newFrom on (a fresh run makes none at all).
+	newFrom int
+
+	// durable is the last ticket on disk; read without the lock by Wait's
+	// fast path.
+	durable atomic.Uint64
 
 	mu      sync.Mutex
 	queue   []journalOp
+	queued  Ticket        // the last ticket handed out
+	synced  chan struct{} // closed (and replaced) after every commit
 	kick    chan struct{} // a token when queue went from empty to non-empty
 	err     error         // sticky: the first failed commit
 	closing bool
@@ -196,19 +215,18 @@ type Journal struct {
 }
 
 type journalOp struct {
-	line int // 0: a Flush marker, nothing written
-	rec  Record
-	wait *Commit
+	line   int // 0: a Flush marker, nothing written
+	rec    Record
+	ticket Ticket
 }
 
-// Commit is a reusable handle a worker waits on for its record's commit.
-type Commit struct{ done chan error }
+// Ticket names one Put, in queue order; Journal.Wait waits for it.
+type Ticket uint64
 
-// NewCommit returns a handle for Journal.Put; one per worker, reused.
-func NewCommit() *Commit { return &Commit{done: make(chan error, 1)} }
+// ticketNever is the ticket of a refused Put: Wait reports why.
+const ticketNever = Ticket(math.MaxUint64)
 
-// Wait blocks until the record handed with this Commit is on disk.
-func (c *Commit) Wait() error { return <-c.done }
+var errJournalClosed = errors.New("journal: closed")
 
 // OpenJournal opens or creates the journal at path for the mailing meta
 // describes, and starts a new run in it. An existing journal of another
@@ -234,7 +252,7 @@ func OpenJournal(path string, meta JournalMeta, fresh bool) (*Journal, error) {
 		db.Close()
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
-	j := &Journal{db: db, now: time.Now, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	j := &Journal{db: db, now: time.Now, kick: make(chan struct{}, 1), synced: make(chan struct{}), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -267,6 +285,10 @@ func OpenJournal(path string, meta JournalMeta, fresh bool) (*Journal, error) {
 		if v := m.Get([]byte("run")); len(v) == 4 {
 			j.run = binary.BigEndian.Uint32(v)
 		}
+		j.newFrom = 1
+		if k, _ := tx.Bucket(bucketRcpts).Cursor().Last(); len(k) == 8 {
+			j.newFrom = int(binary.BigEndian.Uint64(k)) + 1
+		}
 		j.run++
 		return m.Put([]byte("run"), binary.BigEndian.AppendUint32(nil, j.run))
 	})
@@ -294,6 +316,9 @@ func (j *Journal) Path() string { return j.db.Path() }
 // Get returns the record of the recipient on line; ok is false when there
 // is none (pending).
 func (j *Journal) Get(line int) (rec Record, ok bool, err error) {
+	if j.newFrom > 0 && line >= j.newFrom {
+		return rec, false, nil
+	}
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], uint64(line))
 	err = j.db.View(func(tx *bolt.Tx) error {
@@ -308,32 +333,25 @@ func (j *Journal) Get(line int) (rec Record, ok bool, err error) {
 }
 
 // Put queues rec for the recipient on line (> 0), stamped with this run
-// and the time. With a
-// non-nil c the caller must c.Wait() for the commit before the next Put with
-// the same c; with nil, the record is written with the next commit and a
-// failure shows in Flush and Close.
-func (j *Journal) Put(line int, rec Record, c *Commit) {
+// and the time, and returns its ticket. The record is written with the next
+// commit; Wait(ticket) waits for that, and a failure shows in Wait, Flush
+// and Close.
+func (j *Journal) Put(line int, rec Record) Ticket {
 	rec.Run = j.run
 	rec.Updated = j.now()
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.err != nil || j.closing {
-		err := j.err
-		if err == nil {
-			err = errors.New("journal: closed")
-		}
-		j.mu.Unlock()
-		if c != nil {
-			c.done <- err
-		}
-		return
+		return ticketNever
 	}
-	j.enqueueLocked(journalOp{line: line, rec: rec, wait: c})
-	j.mu.Unlock()
+	return j.enqueueLocked(journalOp{line: line, rec: rec})
 }
 
 // enqueueLocked queues op and wakes the committer; the kick is sent under
 // the lock so that Close cannot close the channel in between.
-func (j *Journal) enqueueLocked(op journalOp) {
+func (j *Journal) enqueueLocked(op journalOp) Ticket {
+	j.queued++
+	op.ticket = j.queued
 	j.queue = append(j.queue, op)
 	if len(j.queue) == 1 {
 		select {
@@ -341,20 +359,48 @@ func (j *Journal) enqueueLocked(op journalOp) {
 		default:
 		}
 	}
+	return op.ticket
 }
+
+// Wait blocks until the record with ticket t is on disk, or returns the
+// error that keeps it from getting there.
+func (j *Journal) Wait(t Ticket) error {
+	if t <= Ticket(j.durable.Load()) {
+		return nil // the common case when the record was queued early: no lock
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for {
+		switch {
+		case t <= Ticket(j.durable.Load()):
+			return nil
+		case j.err != nil:
+			return j.err
+		case t > j.queued:
+			return errJournalClosed // a Put refused by a closing journal
+		}
+		ch := j.synced
+		j.mu.Unlock()
+		<-ch
+		j.mu.Lock()
+	}
+}
+
+// Durable reports, without waiting, whether the record with ticket t is on
+// disk.
+func (j *Journal) Durable(t Ticket) bool { return t <= Ticket(j.durable.Load()) }
 
 // Flush waits until everything queued so far is on disk.
 func (j *Journal) Flush() error {
-	c := NewCommit()
 	j.mu.Lock()
 	if j.err != nil || j.closing {
 		err := j.err
 		j.mu.Unlock()
 		return err
 	}
-	j.enqueueLocked(journalOp{wait: c}) // line 0: a marker, nothing written
+	t := j.enqueueLocked(journalOp{}) // line 0: a marker, nothing written
 	j.mu.Unlock()
-	return c.Wait()
+	return j.Wait(t)
 }
 
 // Close writes what is queued and closes the file.
@@ -387,27 +433,30 @@ func (j *Journal) commitLoop() {
 		for {
 			j.mu.Lock()
 			batch, j.queue = j.queue, batch[:0]
+			failed := j.err != nil
 			j.mu.Unlock()
 			if len(batch) == 0 {
 				break
 			}
-			err := j.commit(batch, &arena)
+			var err error
+			if !failed { // after a failure nothing more is written: Wait reports it
+				err = j.commit(batch, &arena)
+			}
 			if time.Since(lastTrim) > trimEvery {
 				j.trim()
 				lastTrim = time.Now()
 			}
 			j.mu.Lock()
-			if err != nil && j.err == nil {
+			switch {
+			case err != nil && j.err == nil:
 				j.err = fmt.Errorf("journal: %w", err)
+			case err == nil && !failed:
+				j.durable.Store(uint64(batch[len(batch)-1].ticket))
 			}
-			err = j.err
+			close(j.synced)
+			j.synced = make(chan struct{})
 			j.mu.Unlock()
-			for i := range batch {
-				if batch[i].wait != nil {
-					batch[i].wait.done <- err
-				}
-				batch[i] = journalOp{}
-			}
+			clear(batch)
 		}
 	}
 }

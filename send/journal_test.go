@@ -43,16 +43,15 @@ func TestJournalGroupCommit(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Go(func() {
-			c := NewCommit()
 			for i := range 50 {
 				line := 2 + w*50 + i
 				addr := fmt.Sprintf("w%d-%d@x.test", w, i)
-				j.Put(line, Record{State: StateSending, Attempts: 1, Addr: addr}, c)
-				if err := c.Wait(); err != nil {
+				tk := j.Put(line, Record{State: StateSending, Attempts: 1, Addr: addr})
+				if err := j.Wait(tk); err != nil {
 					t.Error(err)
 					return
 				}
-				j.Put(line, Record{State: StateSent, Attempts: 1, Addr: addr}, nil)
+				j.Put(line, Record{State: StateSent, Attempts: 1, Addr: addr})
 			}
 		})
 	}
@@ -88,7 +87,7 @@ func TestJournalRefusesAnotherMailing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.Put(2, Record{State: StateSent}, nil)
+	j.Put(2, Record{State: StateSent})
 	j.Close()
 	for _, meta := range []JournalMeta{{"l2", "m1"}, {"l1", "m2"}} {
 		if _, err := OpenJournal(path, meta, false); !errors.Is(err, ErrJournalMismatch) {
@@ -117,5 +116,32 @@ func TestJournalInUse(t *testing.T) {
 	defer j.Close()
 	if _, err := OpenJournal(path, JournalMeta{}, false); err == nil {
 		t.Fatal("two runs opened one journal")
+	}
+}
+
+// A record queued early is found on disk, without waiting, when it is
+// needed; a Put the journal refuses gets a ticket whose Wait says why.
+func TestJournalTickets(t *testing.T) {
+	j, err := OpenJournal(filepath.Join(t.TempDir(), "j"), JournalMeta{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := j.Put(2, Record{State: StateDataSent, Addr: "a@x.test"})
+	b := j.Put(3, Record{State: StateDataSent, Addr: "b@x.test"})
+	if b <= a {
+		t.Fatalf("tickets %d then %d", a, b)
+	}
+	if err := j.Wait(b); err != nil {
+		t.Fatal(err)
+	}
+	if !j.Durable(a) || !j.Durable(b) {
+		t.Error("a record waited for (or queued before it) is not durable")
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := j.Put(4, Record{State: StateSent})
+	if j.Durable(late) || j.Wait(late) == nil {
+		t.Error("a Put after Close looks written")
 	}
 }

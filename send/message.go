@@ -362,11 +362,8 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 		hdr = append(hdr, field{h.name, v})
 	}
 	if !t.hasTo {
-		addr, _, reason := normalizeAddress(rcpt.Addr)
-		if reason != "" {
-			return nil, fmt.Errorf("%s%s", at(rcpt), reason)
-		}
-		hdr = append(hdr, field{"To", "<" + addr + ">"})
+		// Addr was checked and normalized when the list was read.
+		hdr = append(hdr, field{"To", "<" + rcpt.Addr + ">"})
 	}
 	domain := opt.MessageIDDomain
 	if domain == "" {

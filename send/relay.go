@@ -168,7 +168,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 		return
 	}
 	defer e.sessions.Release()
-	w := e.newWorker(t.rate)
+	w := e.newWorker(t.rate, true)
 	defer w.abandon()
 	var s *session
 	defer func() {
@@ -178,10 +178,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 	}()
 	for {
 		if err := t.isDown(); err != nil {
-			if w.next != nil {
-				e.relayLost(w, w.next, t, err)
-				w.next = nil
-			}
+			w.giveBack(func(n *job) { e.relayLost(n, t, err) })
 			return
 		}
 		j := w.take(ctx)
@@ -189,12 +186,12 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			return
 		}
 		if err := e.waitRate(ctx, t.rate); err != nil {
-			e.putBack(w, j)
+			e.putBack(j)
 			return
 		}
 		msg, res := e.prepare(w, j)
 		if res != nil {
-			e.settle(w, j, *res)
+			e.settle(j, *res)
 			continue
 		}
 		for {
@@ -207,11 +204,11 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 				var err error
 				if s, err = e.connectRelay(ctx, t); err != nil {
 					s = nil
-					e.relayLost(w, j, t, err)
+					e.relayLost(j, t, err)
 					break
 				}
 			}
-			res := e.judge(ctx, s, msg)
+			res := e.judge(ctx, s, msg, w.next())
 			if res.relayFault != nil {
 				t.markDown(res.relayFault)
 			}
@@ -225,10 +222,10 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 				continue // the idle session had died; the same attempt on a fresh one
 			}
 			if res.relayFault != nil {
-				e.relayLost(w, j, t, res.relayFault)
+				e.relayLost(j, t, res.relayFault)
 				break
 			}
-			e.settle(w, j, res)
+			e.settle(j, res)
 			break
 		}
 	}
@@ -236,19 +233,19 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 
 // relayLost hands back a job whose relay could not be reached: to another
 // relay when one is left, else the whole run stops with the relay's error.
-func (e *Engine) relayLost(w *worker, j *job, t *relayTarget, err error) {
+func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 	if e.soft.Err() != nil { // the run is stopping: connectRelay gave up for that
-		e.putBack(w, j)
+		e.putBack(j)
 		return
 	}
 	for _, o := range e.relays {
 		if o != t && o.isDown() == nil {
-			// Another relay is up: the job goes to it, uncharged.
-			_ = w.flushCommit()
-			j.recorded = false
+			// Another relay is up: the job goes to it, uncharged, and the
+			// journal forgets the attempt (and a data_sent taken ahead).
+			j.recorded, j.marked = false, false
 			j.rec.State = StatePending
 			j.rec.Attempts--
-			e.journal.Put(j.rcpt.Line, j.rec, nil)
+			e.journal.Put(j.rcpt.Line, j.rec)
 			if e.retry.push(j, e.now()) {
 				e.progress.retrying.Add(1)
 			} else {
@@ -257,7 +254,7 @@ func (e *Engine) relayLost(w *worker, j *job, t *relayTarget, err error) {
 			return
 		}
 	}
-	e.putBack(w, j)
+	e.putBack(j)
 	se := smtpx.Classify("connect", err)
 	e.fail(&Error{
 		Err:  fmt.Errorf("relay %s: %w", t.name, se),

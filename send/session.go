@@ -1,15 +1,17 @@
 package send
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -58,17 +60,34 @@ func (t Timeouts) withDefaults() Timeouts {
 var errTLSHandshake = errors.New("TLS handshake failed")
 
 // session is one SMTP connection, reused for message after message.
+//
+// It speaks SMTP itself over a bufio reader and writer instead of through
+// go-smtp's Client, because sending fast needs what that client cannot do:
+// MAIL, RCPT and DATA pipelined in one write (RFC 2920), and the message
+// with its final dot in one more, which can also carry the next
+// transaction's commands (txn.go). Errors are *smtpx.Error; server replies
+// inside them are *smtp.SMTPError, so smtpx.Classify reads them as it reads
+// go-smtp's own.
 type session struct {
-	c        *smtp.Client
-	wire     *wireConn
-	spec     *dialSpec
-	tls      bool
-	fallback bool // plaintext because TLS could not be set up (opportunistic)
-	utf8     bool // SMTPUTF8 offered (RFC 6531)
-	dirty    bool // the last transaction failed: RSET before the next (RFC 5321 §4.1.1.5)
-	messages int
-	idle     time.Time // when it was last put down
-	key      string    // direct mode: the recipient domain it serves
+	raw  *smtpx.Conn // the TCP connection, closed when the dial context ends
+	conn net.Conn    // raw, or TLS over it
+	r    *bufio.Reader
+	w    *bufio.Writer
+	spec *dialSpec
+	to   Timeouts
+	ext  map[string]string // EHLO keywords, upper case, and their parameters
+
+	tls        bool
+	fallback   bool // plaintext because TLS could not be set up (opportunistic)
+	pipelining bool // PIPELINING offered (RFC 2920)
+	utf8       bool // SMTPUTF8 offered (RFC 6531)
+	eightBit   bool // 8BITMIME offered (RFC 6152)
+	dirty      bool // a transaction may be open: RSET before the next (RFC 5321 §4.1.1.5)
+	broken     bool // the connection failed or is out of step with the server: close it, no QUIT
+	opened     *txn // started with the last dot: its replies are unread (see deliverThen)
+	messages   int
+	idle       time.Time // when it was last put down
+	key        string    // direct mode: the recipient domain it serves
 }
 
 // maxReuse is how many messages one session carries before it is closed
@@ -80,6 +99,14 @@ const maxReuse = 1000
 // idle clients after a few minutes (RFC 5321 §4.5.3.2.7), often sooner.
 const maxIdle = 60 * time.Second
 
+// maxLine bounds one reply line as the reader's buffer: RFC 5321
+// §4.5.3.1.5 allows 512 octets; go-smtp's client allows 2000. A server
+// sending an endless line gets a protocol error, not our memory.
+const maxLine = 4096
+
+// maxReplyLines bounds a multi-line reply; an EHLO reply has a dozen lines.
+const maxReplyLines = 100
+
 // dial opens a session: TCP, TLS as the spec says, EHLO, AUTH. Every error
 // is an *smtpx.Error; a failed TLS handshake also wraps errTLSHandshake.
 func dial(ctx context.Context, spec *dialSpec) (*session, error) {
@@ -88,88 +115,78 @@ func dial(ctx context.Context, spec *dialSpec) (*session, error) {
 	if err != nil {
 		return nil, smtpx.Classify("connect", err)
 	}
-	s := &session{wire: &wireConn{Conn: raw}, spec: spec}
-	if err := s.open(ctx, to); err != nil {
-		_ = raw.Close()
+	s := &session{raw: raw, conn: raw, spec: spec, to: to}
+	if err := s.open(ctx); err != nil {
+		s.closeNow()
 		return nil, err
 	}
-	s.c.CommandTimeout = to.Command
-	s.c.SubmissionTimeout = to.Data
-	s.utf8, _ = s.c.Extension("SMTPUTF8")
 	if spec.Auth != nil {
 		if err := s.auth(); err != nil {
-			_ = raw.Close()
+			s.closeNow()
 			return nil, err
 		}
 	}
 	return s, nil
 }
 
-func (s *session) open(ctx context.Context, to Timeouts) error {
+func (s *session) open(ctx context.Context) error {
 	spec := s.spec
-	switch spec.TLS {
-	case TLSImplicit:
-		tc, err := s.handshake(ctx, to)
-		if err != nil {
+	if spec.TLS == TLSImplicit {
+		if err := s.handshake(ctx); err != nil {
 			return err
 		}
-		return s.hello(smtp.NewClient(tc), to)
-	case TLSNone, "":
-		return s.hello(smtp.NewClient(s.wire), to)
 	}
-
-	// STARTTLS (RFC 3207). go-smtp v0.25 can only do it after an EHLO as
-	// "localhost" and hides the handshake inside its next command, so we
-	// speak the plaintext part ourselves and hand go-smtp the connection
-	// after it, with a stand-in greeting (the server sends none after TLS
-	// starts, §4.2) so that it says EHLO again, as §4.2 requires anyway.
-	_ = s.wire.SetDeadline(time.Now().Add(to.Command))
-	tp := textproto.NewConn(s.wire)
-	if _, _, err := tp.ReadResponse(220); err != nil {
-		return smtpx.Classify("greeting", replyError(err))
-	}
-	ext, err := rawEHLO(tp, spec.Helo)
-	if err != nil {
+	s.r = bufio.NewReaderSize(s.conn, maxLine)
+	s.w = bufio.NewWriterSize(s.conn, 8<<10)
+	if err := s.greeting(); err != nil {
 		return err
 	}
-	if _, ok := ext["STARTTLS"]; !ok {
+	if err := s.hello(); err != nil {
+		return err
+	}
+	switch spec.TLS {
+	case TLSImplicit, TLSNone, "":
+		return nil
+	}
+
+	// STARTTLS (RFC 3207).
+	if _, ok := s.ext["STARTTLS"]; !ok {
 		if spec.TLS == TLSStartTLS {
 			return &smtpx.Error{Permanent: true, Command: "STARTTLS", Message: "the server does not offer STARTTLS and tls = \"starttls\" requires it"}
 		}
-		return s.hello(smtp.NewClient(greeted(s.wire, spec.ServerName)), to)
+		return nil
 	}
-	id, err := tp.Cmd("STARTTLS")
+	code, msg, err := s.cmd("STARTTLS")
 	if err != nil {
 		return smtpx.Classify("STARTTLS", err)
 	}
-	tp.StartResponse(id)
-	_, _, err = tp.ReadResponse(220)
-	tp.EndResponse(id)
-	if err != nil {
-		var te *textproto.Error
-		if spec.TLS == TLSOpportunistic && errors.As(err, &te) {
+	if code != 220 {
+		if spec.TLS == TLSOpportunistic && code != 421 {
 			// "454 TLS not available" (RFC 3207 §4): the session goes on in
 			// plaintext; opportunistic TLS accepts that.
 			s.fallback = true
-			return s.hello(smtp.NewClient(greeted(s.wire, spec.ServerName)), to)
+			return nil
 		}
-		return smtpx.Classify("STARTTLS", replyError(err))
+		return smtpx.Classify("STARTTLS", replyError(code, msg))
 	}
-	if tp.R.Buffered() > 0 {
+	if s.r.Buffered() > 0 {
 		// Bytes after "220 ready" would be read as if they came over TLS:
 		// the STARTTLS command injection of CVE-2011-0411.
 		return &smtpx.Error{Permanent: true, Command: "STARTTLS", Message: "the server sent data before the TLS handshake", Err: errTLSHandshake}
 	}
-	tc, err := s.handshake(ctx, to)
-	if err != nil {
+	if err := s.handshake(ctx); err != nil {
 		return err
 	}
-	return s.hello(smtp.NewClient(greeted(tc, spec.ServerName)), to)
+	s.r.Reset(s.conn)
+	s.w.Reset(s.conn)
+	// RFC 3207 §4.2: what was learnt before TLS is void; the server sends no
+	// new greeting, and the client says EHLO again.
+	return s.hello()
 }
 
-// handshake starts TLS on the wire now, so that its errors are told apart
-// from the errors of the command after it.
-func (s *session) handshake(ctx context.Context, to Timeouts) (*tls.Conn, error) {
+// handshake starts TLS on the connection now, so that its errors are told
+// apart from the errors of the command after it.
+func (s *session) handshake(ctx context.Context) error {
 	cfg := s.spec.TLSConfig
 	if cfg == nil {
 		// RFC 7435 §1.3: opportunistic security encrypts without
@@ -177,249 +194,234 @@ func (s *session) handshake(ctx context.Context, to Timeouts) (*tls.Conn, error)
 		// another host, and refusing it would only push mail to plaintext.
 		cfg = &tls.Config{InsecureSkipVerify: true, ServerName: s.spec.ServerName} //nolint:gosec // see above
 	}
-	tc := tls.Client(s.wire, cfg)
-	hctx, cancel := context.WithTimeout(ctx, to.Connect)
+	tc := tls.Client(s.conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, s.to.Connect)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		e := smtpx.Classify("TLS", err)
 		e.Err = fmt.Errorf("%w: %w", errTLSHandshake, err)
-		return nil, e
+		return e
 	}
 	s.tls = true
-	return tc, nil
+	s.conn = tc
+	return nil
 }
 
-func (s *session) hello(c *smtp.Client, to Timeouts) error {
-	c.CommandTimeout = to.Command
-	s.c = c
-	if err := c.Hello(s.spec.Helo); err != nil {
-		return smtpx.Classify("EHLO", err)
+// greeting reads the server's 220 (RFC 5321 §4.3.1); a 421 or 554 here is
+// how a server turns a session away.
+func (s *session) greeting() error {
+	_ = s.conn.SetDeadline(time.Now().Add(s.to.Command))
+	code, msg, err := s.readReply()
+	if err != nil {
+		return smtpx.Classify("greeting", err)
+	}
+	if code != 220 {
+		return smtpx.Classify("greeting", replyError(code, msg))
 	}
 	return nil
 }
 
+// hello says EHLO, or HELO to a server that does not know EHLO (RFC 5321
+// §4.1.4), and keeps the extensions offered.
+func (s *session) hello() error {
+	code, msg, err := s.cmd("EHLO " + s.spec.Helo)
+	if err != nil {
+		return smtpx.Classify("EHLO", err)
+	}
+	s.ext = map[string]string{}
+	switch {
+	case code == 500 || code == 502:
+		if code, msg, err = s.cmd("HELO " + s.spec.Helo); err != nil {
+			return smtpx.Classify("HELO", err)
+		}
+		if code != 250 {
+			return smtpx.Classify("HELO", replyError(code, msg))
+		}
+	case code != 250:
+		return smtpx.Classify("EHLO", replyError(code, msg))
+	default:
+		lines := strings.Split(msg, "\n")
+		for _, l := range lines[1:] {
+			kw, param, _ := strings.Cut(strings.TrimSpace(l), " ")
+			s.ext[strings.ToUpper(kw)] = param
+		}
+	}
+	_, s.pipelining = s.ext["PIPELINING"]
+	_, s.utf8 = s.ext["SMTPUTF8"]
+	_, s.eightBit = s.ext["8BITMIME"]
+	return nil
+}
+
+// auth runs the SASL exchange of RFC 4954 §4.
 func (s *session) auth() error {
 	if !s.tls && !s.spec.InsecureAuth {
 		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "refusing to send the password without TLS (set insecure_auth = true to allow it)"}
 	}
-	if ok, _ := s.c.Extension("AUTH"); !ok {
+	if _, ok := s.ext["AUTH"]; !ok {
 		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "the server does not offer AUTH (RFC 4954)"}
 	}
 	a, err := s.spec.Auth()
 	if err != nil {
 		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
 	}
-	if err := s.c.Auth(a); err != nil {
+	mech, ir, err := a.Start()
+	if err != nil {
+		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
+	}
+	line := "AUTH " + mech
+	if ir != nil {
+		// RFC 4954 §4: an empty initial response is sent as "=".
+		enc := base64.StdEncoding.EncodeToString(ir)
+		if enc == "" {
+			enc = "="
+		}
+		line += " " + enc
+	}
+	code, msg, err := s.cmd(line)
+	for err == nil && code == 334 {
+		var resp []byte
+		challenge, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(msg))
+		if derr == nil {
+			resp, derr = a.Next(challenge)
+		}
+		if derr != nil {
+			// RFC 4954 §4: "*" cancels the exchange; the server answers 501.
+			_, _, _ = s.cmd("*")
+			return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "AUTH " + mech + " cancelled: " + derr.Error(), Err: derr}
+		}
+		code, msg, err = s.cmd(base64.StdEncoding.EncodeToString(resp))
+	}
+	if err != nil {
 		return smtpx.Classify("AUTH", err)
+	}
+	if code != 235 {
+		return smtpx.Classify("AUTH", replyError(code, msg))
 	}
 	return nil
 }
 
-// close ends the session politely when it can (QUIT, bounded by a short
-// deadline) and closes the connection in any case.
+// close ends the session politely when it can (QUIT, RFC 5321 §4.1.1.10,
+// bounded by a short deadline) and closes the connection in any case.
 func (s *session) close() {
-	_ = s.wire.SetDeadline(time.Now().Add(2 * time.Second))
-	if !s.dirty {
-		_ = s.c.Quit()
+	// With a transaction opened, the server waits for a message: QUIT would
+	// be read as one. Closing ends it without a delivery.
+	if !s.broken && s.opened == nil && s.w != nil {
+		_ = s.conn.SetDeadline(time.Now().Add(2 * time.Second))
+		_, _, _ = s.cmd("QUIT")
 	}
-	_ = s.c.Close()
+	s.closeNow()
+}
+
+func (s *session) closeNow() {
+	s.broken = true
+	_ = s.conn.Close() // TLS: also closes raw
+	_ = s.raw.Close()
 }
 
 // usable reports whether the session may carry another message.
 func (s *session) usable(now time.Time) bool {
-	return s.messages < maxReuse && (s.idle.IsZero() || now.Sub(s.idle) < maxIdle)
+	return !s.broken && s.messages < maxReuse && (s.idle.IsZero() || now.Sub(s.idle) < maxIdle)
 }
 
-// stage is how far a transaction got; it decides what a failure means.
-type stage uint8
-
-const (
-	stageMail stage = iota // RSET or MAIL FROM: nothing about the recipient was said
-	stageRcpt              // RCPT TO
-	stageData              // DATA and the message, before the final dot
-	stageDot               // the final dot was written: the reply may have been lost
-)
-
-// txn is one transaction to make.
-type txn struct {
-	From, To string
-	Data     []byte
-	// BeforeRcpt is called after MAIL and before RCPT: it waits for the
-	// journal to hold the attempt. AfterRcpt, once the server took the
-	// recipient, queues the "data_sent" record, and BeforeDot waits for it
-	// before the final dot: the fsync runs while DATA and the message go out.
-	BeforeRcpt, BeforeDot func() error
-	AfterRcpt             func()
-}
-
-// errJournal wraps a journal failure met in the middle of a transaction.
-type errJournal struct{ err error }
-
-func (e errJournal) Error() string { return e.err.Error() }
-func (e errJournal) Unwrap() error { return e.err }
-
-// deliver runs one transaction. On failure it returns how far it got and
-// the classified error; a journal failure comes back as errJournal.
-func (s *session) deliver(m *txn) (reply string, st stage, err error) {
-	c := s.c
-	s.messages++
-	if s.dirty {
-		if err := c.Reset(); err != nil {
-			return "", stageMail, smtpx.Classify("RSET", err)
-		}
-		s.dirty = false
-	}
-	var opts *smtp.MailOptions
-	if !isASCII(m.From) || !isASCII(m.To) {
-		if !s.utf8 {
-			s.dirty = true
-			return "", stageRcpt, &smtpx.Error{Permanent: true, Command: "MAIL", Message: "the address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531)"}
-		}
-		opts = &smtp.MailOptions{UTF8: true}
-	}
-	if err := c.Mail(m.From, opts); err != nil {
-		s.dirty = true
-		return "", stageMail, smtpx.Classify("MAIL", err)
-	}
-	if m.BeforeRcpt != nil {
-		if err := m.BeforeRcpt(); err != nil {
-			s.dirty = true
-			return "", stageMail, errJournal{err}
-		}
-	}
-	if err := c.Rcpt(m.To, nil); err != nil {
-		s.dirty = true
-		return "", stageRcpt, smtpx.Classify("RCPT", err)
-	}
-	if m.AfterRcpt != nil {
-		m.AfterRcpt()
-	}
-	w, err := c.Data()
-	if err != nil {
-		s.dirty = true
-		return "", stageData, smtpx.Classify("DATA", err)
-	}
-	// go-smtp sets no deadline while the message is written; a server that
-	// stops reading would hold us for ever.
-	_ = s.wire.SetDeadline(time.Now().Add(s.spec.Timeouts.withDefaults().Data))
-	if _, err := w.Write(m.Data); err != nil {
-		s.dirty = true
-		return "", stageData, smtpx.Classify("DATA", err)
-	}
-	if m.BeforeDot != nil {
-		if err := m.BeforeDot(); err != nil {
-			s.dirty = true
-			return "", stageData, errJournal{err}
-		}
-	}
-	s.wire.failed.Store(false)
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		s.dirty = true
-		if s.wire.failed.Load() {
-			// The write of the final dot failed: the server cannot have
-			// taken the message.
-			return "", stageData, smtpx.Classify("DATA", err)
-		}
-		return "", stageDot, smtpx.Classify("DATA", err)
-	}
-	return resp.StatusText, stageDot, nil
-}
-
-// wireConn notes write failures, to tell "the dot never left" from "the
-// reply to the dot was lost".
-type wireConn struct {
-	net.Conn
-	failed atomic.Bool
-}
-
-func (w *wireConn) Write(p []byte) (int, error) {
-	n, err := w.Conn.Write(p)
-	if err != nil {
-		w.failed.Store(true)
-	}
-	return n, err
-}
-
-// greetedConn replays a greeting before the connection's own bytes, for a
-// go-smtp client started after the real greeting was read.
-type greetedConn struct {
-	net.Conn
-	pre []byte
-}
-
-func greeted(c net.Conn, name string) *greetedConn {
-	if name == "" {
-		name = "server"
-	}
-	return &greetedConn{Conn: c, pre: []byte("220 " + name + " ESMTP\r\n")}
-}
-
-func (g *greetedConn) Read(p []byte) (int, error) {
-	if len(g.pre) > 0 {
-		n := copy(p, g.pre)
-		g.pre = g.pre[n:]
-		return n, nil
-	}
-	return g.Conn.Read(p)
-}
-
-// rawEHLO says EHLO (HELO when the server does not know EHLO, RFC 5321
-// §4.1.4) on a plain textproto connection and returns the extensions.
-func rawEHLO(tp *textproto.Conn, helo string) (map[string]string, error) {
-	ext := map[string]string{}
-	_, msg, err := rawCmd(tp, 250, "EHLO "+helo)
-	if err != nil {
-		var te *textproto.Error
-		if errors.As(err, &te) && (te.Code == 500 || te.Code == 502) {
-			if _, _, err := rawCmd(tp, 250, "HELO "+helo); err != nil {
-				return nil, smtpx.Classify("HELO", replyError(err))
-			}
-			return ext, nil
-		}
-		return nil, smtpx.Classify("EHLO", replyError(err))
-	}
-	lines := strings.Split(msg, "\n")
-	for _, l := range lines[1:] {
-		kw, param, _ := strings.Cut(strings.TrimSpace(l), " ")
-		ext[strings.ToUpper(kw)] = param
-	}
-	return ext, nil
-}
-
-func rawCmd(tp *textproto.Conn, expect int, line string) (int, string, error) {
-	id, err := tp.Cmd("%s", line)
-	if err != nil {
+// cmd sends one command line and reads its reply, within the command
+// timeout. err is a transport or protocol failure only: any reply code is
+// returned. After a failure or a 421 (RFC 5321 §3.8: the server is closing)
+// the session is broken.
+func (s *session) cmd(line string) (int, string, error) {
+	_ = s.conn.SetDeadline(time.Now().Add(s.to.Command))
+	s.w.WriteString(line)
+	s.w.WriteString("\r\n")
+	if err := s.w.Flush(); err != nil {
+		s.broken = true
 		return 0, "", err
 	}
-	tp.StartResponse(id)
-	defer tp.EndResponse(id)
-	return tp.ReadResponse(expect)
+	code, msg, err := s.readReply()
+	if err != nil || code == 421 {
+		s.broken = true
+	}
+	return code, msg, err
 }
 
-// replyError turns a textproto reply error into go-smtp's, which smtpx
-// classifies (enhanced code included, RFC 3463).
-func replyError(err error) error {
-	var te *textproto.Error
-	if !errors.As(err, &te) {
-		return err
-	}
-	se := &smtp.SMTPError{Code: te.Code, Message: te.Msg}
-	if code, rest, ok := strings.Cut(te.Msg, " "); ok {
-		if p := strings.Split(code, "."); len(p) == 3 {
-			var ec smtp.EnhancedCode
-			good := true
-			for i := range p {
-				n, err := strconv.Atoi(p[i])
-				good = good && err == nil
-				ec[i] = n
+// readReply reads one reply (RFC 5321 §4.2): its code and its text, the
+// lines of a multi-line reply joined with newlines.
+func (s *session) readReply() (int, string, error) {
+	var code int
+	var text []byte
+	for n := 0; ; n++ {
+		line, err := s.r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				err = textproto.ProtocolError("a reply line longer than " + strconv.Itoa(maxLine) + " bytes")
 			}
-			if good {
-				se.EnhancedCode, se.Message = ec, rest
-			}
+			return 0, "", err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		c, ok := replyCode(line)
+		if !ok || n >= maxReplyLines || (n > 0 && c != code) {
+			return 0, "", textproto.ProtocolError(fmt.Sprintf("%.100q", line))
+		}
+		code = c
+		more := len(line) > 3 && line[3] == '-'
+		rest := line[min(4, len(line)):]
+		if n == 0 && !more {
+			return code, string(rest), nil
+		}
+		if n > 0 {
+			text = append(text, '\n')
+		}
+		text = append(text, rest...)
+		if !more {
+			return code, string(text), nil
 		}
 	}
-	return se
+}
+
+// replyCode reads the three digits that start a reply line, followed by
+// nothing, a space or a hyphen (RFC 5321 §4.2).
+func replyCode(line []byte) (int, bool) {
+	if len(line) < 3 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') {
+		return 0, false
+	}
+	code := 0
+	for _, c := range line[:3] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code, code >= 200 && code < 600
+}
+
+// replyError makes a server reply into go-smtp's error type, which smtpx
+// classifies, with the RFC 3463 enhanced status code taken off the front of
+// each line.
+func replyError(code int, msg string) *smtp.SMTPError {
+	e := &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode, Message: msg}
+	first, _, ok := strings.Cut(msg, " ")
+	if !ok {
+		return e
+	}
+	p := strings.Split(first, ".")
+	if len(p) != 3 {
+		return e
+	}
+	var ec smtp.EnhancedCode
+	for i := range p {
+		n, err := strconv.Atoi(p[i])
+		if err != nil || n < 0 || n > 999 {
+			return e
+		}
+		ec[i] = n
+	}
+	if ec[0] != code/100 {
+		return e
+	}
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, first), " ")
+	}
+	e.EnhancedCode, e.Message = ec, strings.Join(lines, "\n")
+	return e
 }
 
 func isASCII(s string) bool {

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"net/textproto"
-
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailroute/mailroute/internal/smtpx"
@@ -82,7 +80,7 @@ func TestSessionDeliverAndReuse(t *testing.T) {
 }
 
 func TestReplyError(t *testing.T) {
-	se := smtpx.Classify("greeting", replyError(&textproto.Error{Code: 554, Msg: "5.7.1 go away"}))
+	se := smtpx.Classify("greeting", replyError(554, "5.7.1 go away"))
 	if se.Code != 554 || se.Enhanced != "5.7.1" || se.Message != "go away" || !se.Permanent {
 		t.Errorf("%+v", se)
 	}

@@ -1,0 +1,254 @@
+package send
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// crashSpec tells the child process of TestCrashFalseUnknownsAreBounded
+// what to send.
+type crashSpec struct {
+	Addr, List, Text string
+	Threads          int
+}
+
+// TestCrashFalseUnknownsAreBounded runs a mailing in a child process (this
+// test binary again), freezes the server once every session is waiting for
+// the reply to a final dot, kills the child with SIGKILL, and reads the
+// journal it left, as a crash leaves it:
+//   - every recipient whose dot reached the server is data_sent or sent,
+//     so a re-run never sends it again;
+//   - the recipients recorded data_sent whose dot never left number at
+//     most lookahead per session: each session's message in flight had its
+//     dot at the server (a true unknown), the false ones are those taken
+//     ahead (see lookahead).
+//
+// Then a re-run delivers everything else exactly once.
+func TestCrashFalseUnknownsAreBounded(t *testing.T) {
+	if spec := os.Getenv("MAILROUTE_CRASH_CHILD"); spec != "" {
+		crashChild(t, spec)
+		return
+	}
+	f := newFakeServer(t, nil, false)
+	const threads, n, freezeAt = 4, 300, 60
+	var mu sync.Mutex
+	dots := map[string]int{} // the dot reached the server
+	blocked, seen := 0, 0
+	var released atomic.Bool
+	release := make(chan struct{})
+	f.onData = func(_ *smtp.Conn, to string, _ int) error {
+		mu.Lock()
+		dots[to]++
+		seen++
+		freeze := !released.Load() && seen > freezeAt
+		if freeze {
+			blocked++
+		}
+		mu.Unlock()
+		if freeze {
+			<-release
+		}
+		return nil
+	}
+	t.Cleanup(func() {
+		if released.CompareAndSwap(false, true) {
+			close(release)
+		}
+	})
+	rcpts := addrs(n, "example.test")
+	m := newMailing(t, f.addr, rcpts...)
+	m.cfg.Threads = threads
+	spec, _ := json.Marshal(crashSpec{Addr: f.addr, List: m.opts.ListPath, Text: m.opts.TextPath, Threads: threads})
+	child := exec.Command(os.Args[0], "-test.run=^TestCrashFalseUnknownsAreBounded$")
+	child.Env = append(os.Environ(), "MAILROUTE_CRASH_CHILD="+string(spec))
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		b := blocked
+		mu.Unlock()
+		if b == threads {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = child.Process.Kill()
+			_ = child.Wait()
+			t.Fatalf("%d of %d sessions reached the frozen server", b, threads)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Every worker waits for the reply to a dot; let the journal commit
+	// what was queued (the worst case: every mark taken ahead on disk).
+	time.Sleep(300 * time.Millisecond)
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+
+	states := map[string]State{}
+	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = j.Each(func(_ int, r Record) error { states[r.Addr] = r.State; return nil })
+	j.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	unknown, falseUnknown := 0, 0
+	for _, r := range rcpts {
+		st, d := states[r], dots[r]
+		if d > 0 && st != StateSent && st != StateDataSent {
+			t.Errorf("%s: the server has the message, the journal says %s: a re-run would send it again", r, st)
+		}
+		if st == StateDataSent {
+			unknown++
+			if d == 0 {
+				falseUnknown++
+			}
+		}
+	}
+	mu.Unlock()
+	t.Logf("crash: %d recipients data_sent, %d of them never handed over (bound %d)", unknown, falseUnknown, lookahead*threads)
+	if falseUnknown == 0 || falseUnknown > lookahead*threads {
+		t.Errorf("%d false unknowns, want 1 to %d (lookahead %d × %d sessions)", falseUnknown, lookahead*threads, lookahead, threads)
+	}
+
+	released.Store(true)
+	close(release)
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counts.Sent+rep.Counts.Unknown != n || rep.Counts.Unknown != unknown {
+		t.Errorf("after the re-run: %+v, want %d unknown", rep.Counts, unknown)
+	}
+	for _, r := range rcpts {
+		got := f.ackedFor(r)
+		if got > 1 || (got == 0 && states[r] != StateDataSent) {
+			t.Errorf("%s acknowledged %d times (journal said %s at the crash)", r, got, states[r])
+		}
+	}
+}
+
+// crashChild is the child's side: it sends until it is killed.
+func crashChild(t *testing.T, spec string) {
+	var cs crashSpec
+	if err := json.Unmarshal([]byte(spec), &cs); err != nil {
+		t.Fatal(err)
+	}
+	m := newMailing(t, cs.Addr)
+	m.cfg.Threads = cs.Threads
+	m.opts.ListPath, m.opts.TextPath = cs.List, cs.Text
+	m.opts.Timeouts = Timeouts{Connect: time.Minute, Command: time.Minute, Data: time.Minute}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = m.runCtx(t, ctx)
+}
+
+// noneInFlight checks that a run that ended without a crash left no
+// recipient recorded mid-attempt: those taken ahead and not tried went
+// back to pending.
+func noneInFlight(t *testing.T, m *mailing) {
+	t.Helper()
+	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	_ = j.Each(func(_ int, r Record) error {
+		if r.State == StateDataSent || r.State == StateSending {
+			t.Errorf("%s left %s", r.Addr, r.State)
+		}
+		return nil
+	})
+}
+
+func TestDrainPutsBackWhatWasTakenAhead(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	var acks atomic.Int64
+	f.onData = func(*smtp.Conn, string, int) error {
+		time.Sleep(2 * time.Millisecond)
+		acks.Add(1)
+		return nil
+	}
+	m := newMailing(t, f.addr, addrs(200, "example.test")...)
+	m.cfg.Threads = 4
+	e, err := New(m.cfg, m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for acks.Load() < 20 {
+			time.Sleep(time.Millisecond)
+		}
+		e.Drain()
+	}()
+	rep, err := e.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counts.Unknown != 0 || rep.Counts.Pending == 0 {
+		t.Errorf("drained run: %+v", rep.Counts)
+	}
+	noneInFlight(t, m)
+	for _, r := range addrs(200, "example.test") {
+		if rec, ok := recordOf(t, m, r); ok && rec.State == StatePending && rec.Attempts != 0 {
+			t.Errorf("%s pending with %d attempts: a job put back is not charged", r, rec.Attempts)
+		}
+	}
+}
+
+func TestRelayDownMovesWhatWasTakenAhead(t *testing.T) {
+	down := newFakeServer(t, nil, false)
+	down.users = map[string]string{"bob": "pw"} // MAIL without AUTH: 502, the relay refuses us
+	up := newFakeServer(t, nil, false)
+	rcpts := addrs(60, "example.test")
+	m := newMailing(t, down.addr, rcpts...)
+	m.cfg.Threads = 4
+	m.cfg.Relay = append(m.cfg.Relay, Relay{Host: "127.0.0.1", Port: up.port, TLS: TLSNone, Auth: "none", Threads: 2})
+	m.cfg.Relay[0].Threads = 2
+	rep, err := m.run(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, rep, Counts{Sent: 60})
+	if down.sessionCount() == 0 {
+		t.Error("the refusing relay was never tried")
+	}
+	noneInFlight(t, m)
+	for _, r := range rcpts {
+		if rec, _ := recordOf(t, m, r); rec.Attempts != 1 || up.ackedFor(r) != 1 {
+			t.Errorf("%s: %d attempts, %d acknowledgements", r, rec.Attempts, up.ackedFor(r))
+		}
+	}
+}
+
+func recordOf(t *testing.T, m *mailing, addr string) (Record, bool) {
+	t.Helper()
+	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var rec Record
+	found := false
+	_ = j.Each(func(_ int, r Record) error {
+		if r.Addr == addr {
+			rec, found = r, true
+		}
+		return nil
+	})
+	return rec, found
+}

@@ -1,0 +1,193 @@
+package send
+
+import "context"
+
+// lookahead is how many recipients a worker takes ahead of the one it is
+// sending, each recorded data_sent at once.
+//
+// The journal must hold data_sent before a final dot is written, so that
+// after a crash a recipient whose dot may have gone out is "unknown", never
+// sent twice (RFC 1047). A group commit costs two fsyncs, longer than a
+// whole transaction with a nearby server, so waiting for it before each dot
+// would set the pace. Recorded when it is taken, the record of message i+K
+// is committed while messages i to i+K-1 are sent, and is on disk when its
+// turn comes: no transaction waits for the disk.
+//
+// The price is paid only in a crash (kill -9, power loss): the recipients
+// a worker had taken ahead were never tried, yet the journal says
+// data_sent, and the next run reports them unknown (not sent, and not
+// retried without --retry-unknown). That is at most lookahead+1 recipients
+// per session (those taken ahead, and the one being sent if its dot had
+// not gone out), never a duplicate. A run that ends any other way (end of
+// the list, Ctrl-C, a relay down, a fatal error) puts back every recipient
+// it took and did not try: pending again.
+//
+// Taking ahead is off under a rate limit: the next message waits for the
+// rate, not the disk, and a recipient should not sit data_sent meanwhile.
+// In direct mode a worker takes one ahead: a transaction with a distant MX
+// lasts longer than a commit anyway, and more would hold recipients behind
+// a slow MX while another worker could send them.
+const lookahead = 6
+
+// worker is what one worker goroutine reuses from message to message.
+type worker struct {
+	e        *Engine
+	cur, nxt *slot  // the transaction in progress; the next, made ready to start with cur's dot
+	ahead    []*job // taken and recorded data_sent, not started; oldest first
+	maxAhead int    // 0 under a rate limit
+	// chain: the next transaction may start with the current one's dot.
+	// Relay mode only: in direct mode the next recipient's domain, hence
+	// its session, is most likely another.
+	chain bool
+}
+
+// slot is a transaction a worker has ready: the job and its message.
+type slot struct {
+	j   *job
+	msg txn
+}
+
+// newWorker makes a worker for relay mode (one session to one relay,
+// whose rate is own) or direct mode.
+func (e *Engine) newWorker(own *RateLimiter, relay bool) *worker {
+	w := &worker{e: e, cur: e.newSlot(), nxt: e.newSlot(), chain: relay}
+	switch {
+	case e.rate != nil || own != nil:
+	case relay:
+		w.maxAhead = lookahead
+	default:
+		w.maxAhead = 1
+	}
+	w.ahead = make([]*job, 0, w.maxAhead)
+	return w
+}
+
+func (e *Engine) newSlot() *slot {
+	sl := &slot{}
+	// The journal must hold the job's last record: the attempt before RCPT
+	// names the recipient, data_sent before the dot. For a job taken ahead
+	// both are the one data_sent record, on disk long before.
+	wait := func() error { return e.journal.Wait(sl.j.ticket) }
+	sl.msg.BeforeRcpt, sl.msg.BeforeDot = wait, wait
+	// A job not taken ahead is recorded data_sent once the server took the
+	// recipient, and BeforeDot waits for it. Between the two the record
+	// may be on disk while the dot is not: a crash then leaves "unknown"
+	// for a message never sent, the safe side of the line.
+	sl.msg.AfterRcpt = func() {
+		if !sl.j.marked {
+			e.record(sl.j, StateDataSent)
+		}
+	}
+	return sl
+}
+
+// takeAhead tops the worker's lookahead up from the jobs on offer now,
+// without waiting for one, and records each as data_sent.
+func (w *worker) takeAhead() {
+	for len(w.ahead) < w.maxAhead && w.e.soft.Err() == nil {
+		select {
+		case n := <-w.e.jobs:
+			w.e.record(n, StateDataSent)
+			w.ahead = append(w.ahead, n)
+		default:
+			return
+		}
+	}
+}
+
+// take returns the oldest job taken ahead, if any, else the next one.
+func (w *worker) take(ctx context.Context) *job {
+	if len(w.ahead) == 0 {
+		return w.e.take(ctx)
+	}
+	if w.e.soft.Err() != nil { // stopping: they were taken, not started
+		w.abandon()
+		return nil
+	}
+	j := w.ahead[0]
+	n := copy(w.ahead, w.ahead[1:])
+	w.ahead[n] = nil
+	w.ahead = w.ahead[:n]
+	return j
+}
+
+// abandon puts back the jobs taken ahead when the worker stops.
+func (w *worker) abandon() { w.giveBack(w.e.putBack) }
+
+// giveBack hands every job taken ahead to fn, which must settle it or pass
+// it on.
+func (w *worker) giveBack(fn func(*job)) {
+	for _, j := range w.ahead {
+		fn(j)
+	}
+	clear(w.ahead)
+	w.ahead = w.ahead[:0]
+	w.nxt.j = nil
+}
+
+// next returns the transaction to start with the current one's final dot:
+// the oldest job taken ahead, made ready now, if its record is on disk (it
+// names its recipient with that dot, and the dot must not wait). nil when
+// there is none.
+func (w *worker) next() *txn {
+	if !w.chain || len(w.ahead) == 0 {
+		return nil
+	}
+	n := w.ahead[0]
+	if w.nxt.j != n && w.e.render(w.nxt, n) != nil {
+		return nil // it fails again when its turn comes, and is settled then
+	}
+	if !w.e.journal.Durable(n.ticket) {
+		return nil
+	}
+	return &w.nxt.msg
+}
+
+// record queues j's attempt: the "sending" record, or data_sent when the
+// final dot may follow before another record is written. In memory the
+// state is StateSending either way, until the outcome.
+func (e *Engine) record(j *job, st State) {
+	if !j.recorded {
+		j.rec.State = StateSending
+		j.rec.Attempts++
+		j.recorded = true
+	}
+	rec := j.rec
+	rec.State = st
+	j.ticket = e.journal.Put(j.rcpt.Line, rec)
+	j.marked = st == StateDataSent
+}
+
+// prepare makes j's transaction ready (it may be already, from next),
+// records the attempt unless that was done when j was taken ahead (not
+// waiting for the commit: RCPT waits for it), and takes ahead. A result is
+// returned when the recipient is settled without SMTP.
+func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
+	if w.nxt.j == j {
+		w.cur, w.nxt = w.nxt, w.cur
+	} else if res := e.render(w.cur, j); res != nil {
+		return nil, res
+	}
+	w.nxt.j = nil
+	if !j.recorded {
+		e.record(j, StateSending)
+	}
+	w.takeAhead()
+	return &w.cur.msg, nil
+}
+
+// render makes j's message in sl.
+func (e *Engine) render(sl *slot, j *job) *result {
+	sl.j = nil
+	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer})
+	if err != nil {
+		return &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
+	}
+	from := e.cfg.From
+	if from == "" {
+		from = r.From
+	}
+	sl.j = j
+	sl.msg.From, sl.msg.To, sl.msg.Data = from, j.rcpt.Addr, r.Data
+	return nil
+}
