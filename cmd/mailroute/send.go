@@ -27,7 +27,12 @@ header fields and body use the list's columns as {{.column}}.
 Every recipient's state is kept in a journal (default: the list's name + ".journal").
 Running the same command again resumes: recipients sent or failed are never sent again,
 deferred ones are retried at once, and "unknown" ones (the connection was lost after the
-message was handed over, RFC 1047) only with --retry-unknown.
+message was handed over, RFC 1047) only with --retry-unknown. After a crash (kill -9,
+power loss; not Ctrl-C) a few recipients that were never sent may also be listed as
+unknown: so that no message waits for the disk, each session records its next
+recipients (up to 6, 1 in direct mode) as possibly handed over before sending them.
+No recipient is ever sent twice; --retry-unknown sends to all listed ones, and the few
+that really were handed over may then get the message twice.
 
 Ctrl-C stops taking recipients and lets the messages in flight finish (up to 30s);
 a second Ctrl-C stops at once.
