@@ -232,7 +232,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
 	}
-	lr, err := OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		e.journal.Close()
 		return nil, &Error{Err: err, Setup: true}

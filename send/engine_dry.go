@@ -64,7 +64,7 @@ func (e *Engine) dryRun() (*Report, error) {
 		}
 		defer jr.Close()
 	}
-	lr, err := OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		return nil, &Error{Err: err, Setup: true}
 	}

@@ -56,6 +56,8 @@ type ListStats struct {
 	Bad      []BadRow // the first 1000
 	BadCount int      // all of them
 	Domains  int      // distinct recipient domains among the good rows
+
+	dups map[int]int // duplicate line → first line, for OpenList
 }
 
 // ListError is a problem with the list as a whole: it can't be read, has no
@@ -74,18 +76,21 @@ func (e *ListError) Error() string {
 	return e.File + ": " + e.Message
 }
 
-// ValidateList reads the whole list once and reports what it found. Memory
-// stays flat: it keeps an 8-byte hash and a 4-byte line per recipient for
-// duplicate detection (about 16-30 bytes each in the map) and nothing else per
-// row. Without SkipBadRows, bad rows (or no good row at all) are an error; the
+// ValidateList reads the whole list and reports what it found. Memory stays
+// flat: duplicates are found with a fixed-size filter (dedupe.go) and
+// nothing is kept per row. Without SkipBadRows, bad rows (or no good row at all) are an error; the
 // stats are returned with it.
 func ValidateList(path string, opt ListOptions) (*ListStats, error) {
-	r, err := OpenList(path, opt)
+	dups, err := findDuplicates(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	r, err := openList(path, opt, dups)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	st := &ListStats{Header: r.header}
+	st := &ListStats{Header: r.header, dups: dups}
 	domains := map[uint64]struct{}{}
 	r.onBad = func(b BadRow) {
 		st.BadCount++
@@ -119,20 +124,35 @@ func ValidateList(path string, opt ListOptions) (*ListStats, error) {
 }
 
 // ListReader streams the good rows of a list. It never holds more than one
-// row, plus the duplicate-detection hashes (see ValidateList).
+// row, plus the lines of duplicate rows.
 type ListReader struct {
 	path     string
 	f        *os.File
 	cr       *csv.Reader
 	header   []string
 	emailCol int
-	seen     map[uint64]uint32 // hash of the lower-cased address → first line
+	dups     map[int]int // line → the earlier line with the same address (see dedupe.go)
 	onBad    func(BadRow)
 }
 
 // OpenList opens a list and reads its header row. The address column must be
-// there; the error lists the columns found.
+// there; the error lists the columns found. It reads the file once or twice
+// first to find duplicate rows (see dedupe.go), which Next then skips.
 func OpenList(path string, opt ListOptions) (*ListReader, error) {
+	dups, err := findDuplicates(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	return openList(path, opt, dups)
+}
+
+// OpenList opens the list these stats came from, skipping the duplicates
+// ValidateList found without looking for them again.
+func (st *ListStats) OpenList(path string, opt ListOptions) (*ListReader, error) {
+	return openList(path, opt, st.dups)
+}
+
+func openList(path string, opt ListOptions, dups map[int]int) (*ListReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -146,7 +166,7 @@ func OpenList(path string, opt ListOptions) (*ListReader, error) {
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1 // counts are checked here, to report the row rather than stop
 	cr.ReuseRecord = true
-	r := &ListReader{path: path, f: f, cr: cr, seen: map[uint64]uint32{}}
+	r := &ListReader{path: path, f: f, cr: cr, dups: dups}
 	if err := r.readHeader(opt); err != nil {
 		f.Close()
 		return nil, err
@@ -263,15 +283,9 @@ func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
 	if reason != "" {
 		return nil, reason
 	}
-	// Duplicates compare without case: Bob@x and bob@x are the same mailbox
-	// nearly everywhere (RFC 5321 §2.4 allows otherwise, nobody does it), and
-	// sending twice is the worse mistake. A 64-bit FNV-1a collision would drop
-	// a recipient as a false duplicate; at a million rows the odds are ~3e-8.
-	h := hashString(strings.ToLower(addr))
-	if first, dup := r.seen[h]; dup {
+	if first, dup := r.dups[line]; dup {
 		return nil, fmt.Sprintf("duplicate of line %d (%s)", first, addr)
 	}
-	r.seen[h] = uint32(min(line, 1<<32-1))
 	fields := make(map[string]string, len(rec))
 	for i, v := range rec {
 		fields[r.header[i]] = v
