@@ -37,6 +37,8 @@ type Recipient struct {
 	// Fields holds every column by header name, for the message template;
 	// the address column holds Email.
 	Fields map[string]string
+
+	checked bool // Addr came from the list reader's checks (Render trusts it)
 }
 
 // BadRow is a row left out of the mailing, and why.
@@ -291,7 +293,7 @@ func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
 		fields[r.header[i]] = v
 	}
 	fields[r.header[r.emailCol]] = email // trimmed, as the template should see it
-	return &Recipient{Line: line, Email: email, Addr: addr, Domain: domain, Fields: fields}, ""
+	return &Recipient{Line: line, Email: email, Addr: addr, Domain: domain, Fields: fields, checked: true}, ""
 }
 
 // Close closes the file.

@@ -362,8 +362,18 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 		hdr = append(hdr, field{h.name, v})
 	}
 	if !t.hasTo {
-		// Addr was checked and normalized when the list was read.
-		hdr = append(hdr, field{"To", "<" + rcpt.Addr + ">"})
+		// Addr was checked and normalized when the list was read; a
+		// Recipient made by other code (Render is exported) is checked here,
+		// so nothing can break out of the header.
+		addr := rcpt.Addr
+		if !rcpt.checked {
+			a, _, reason := normalizeAddress(addr)
+			if reason != "" {
+				return nil, fmt.Errorf("%s%s", at(rcpt), reason)
+			}
+			addr = a
+		}
+		hdr = append(hdr, field{"To", "<" + addr + ">"})
 	}
 	domain := opt.MessageIDDomain
 	if domain == "" {
