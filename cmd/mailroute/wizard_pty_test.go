@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,7 +249,9 @@ func TestWizardPTYInterrupt(t *testing.T) {
 				env = append(env, "NO_COLOR=1")
 			}
 			cmd := exec.Command(lab.Mailroute(t), args...)
-			cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+			// CI=… makes termenv (under huh) treat every output as not a
+			// terminal, which is what this test is about: leave it out.
+			cmd.Dir, cmd.Env = dir, append(withoutEnv(os.Environ(), "CI"), env...)
 			r := startPTY(t, cmd)
 			r.expect("Your email address", 20*time.Second)
 			r.typeText("carol@alpha.invalid\r")
@@ -274,4 +277,16 @@ func TestWizardPTYInterrupt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutEnv drops the named variables from an environment list.
+func withoutEnv(env []string, names ...string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
