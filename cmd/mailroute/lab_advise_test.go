@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,22 +47,11 @@ type labRun struct {
 // mailroute runs the binary in the lab, in dir, with extra environment.
 func mailroute(t testing.TB, l *lab.Lab, dir string, env []string, args ...string) labRun {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := l.Command(ctx, lab.Mailroute(t), args...)
-	cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := labRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("mailroute %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return asLabRun(l.RunMailrouteWith(t, lab.RunOptions{Dir: dir, Env: env}, args...))
+}
+
+func asLabRun(r lab.Result) labRun {
+	return labRun{stdout: string(r.Stdout), stderr: r.Stderr, code: r.Code, took: r.Took}
 }
 
 func decodeAdvice(t testing.TB, r labRun) *adviceDoc {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -164,22 +162,8 @@ func wizardPTY(t *testing.T, mode string) {
 // line-by-line questions).
 func wizardPiped(t *testing.T, l *lab.Lab, dir, answers string, env []string, args ...string) labRun {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := l.Command(ctx, lab.Mailroute(t), append([]string{"wizard"}, args...)...)
-	cmd.Dir, cmd.Env, cmd.Stdin = dir, append(os.Environ(), env...), strings.NewReader(answers)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := labRun{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	opt := lab.RunOptions{Dir: dir, Env: env, Stdin: strings.NewReader(answers), Timeout: 4 * time.Minute}
+	return asLabRun(l.RunMailrouteWith(t, opt, append([]string{"wizard"}, args...)...))
 }
 
 // TestLabWizardPiped answers line by line from a pipe, as a script or a

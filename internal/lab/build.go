@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,21 +71,40 @@ type Result struct {
 	Stdout []byte
 	Stderr string
 	Code   int // exit code; 1 ("the job ran and found a problem") is a result, not a failure
+	Took   time.Duration
+}
+
+// RunOptions are the optional parts of a run: its directory, extra
+// environment (NAME=value), standard input, and time limit (default 3 min).
+type RunOptions struct {
+	Dir     string
+	Env     []string
+	Stdin   io.Reader
+	Timeout time.Duration
 }
 
 // RunMailroute runs the mailroute binary inside the namespace with args and
-// extra environment (NAME=value), bounded by a minute per run. Only a
-// failure to run at all fails the test.
+// extra environment. Only a failure to run at all fails the test.
 func (l *Lab) RunMailroute(t testing.TB, env []string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	return l.RunMailrouteWith(t, RunOptions{Env: env}, args...)
+}
+
+// RunMailrouteWith is RunMailroute with a directory, input and time limit.
+func (l *Lab) RunMailrouteWith(t testing.TB, opt RunOptions, args ...string) Result {
+	t.Helper()
+	if opt.Timeout <= 0 {
+		opt.Timeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)
 	defer cancel()
 	cmd := l.Command(ctx, Mailroute(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir, cmd.Env, cmd.Stdin = opt.Dir, append(os.Environ(), opt.Env...), opt.Stdin
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	start := time.Now()
 	out, err := cmd.Output()
-	res := Result{Stdout: out, Stderr: stderr.String()}
+	res := Result{Stdout: out, Stderr: stderr.String(), Took: time.Since(start)}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		res.Code = ee.ExitCode()
