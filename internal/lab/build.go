@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,20 +26,13 @@ var build struct {
 }
 
 // Mailroute builds the mailroute command once per test process and returns the binary's
-// path. It lives in Root/bin-<pid>, which the next lab Start removes once this process
-// has exited, so nothing is left in the system temp dir. Extra build flags may be given
+// path (see buildDir for where). Extra build flags may be given
 // in MAILROUTE_BUILD_FLAGS (space-separated, e.g. "-race").
 func Mailroute(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() {
-		dir := filepath.Join(Root, fmt.Sprintf("bin-%d", os.Getpid()))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			build.err = err
-			return
-		}
-		// Root may have been created by a non-root run; the lab needs it traversable.
-		_ = os.Chmod(Root, 0o755)
-		if err := writeOwner(dir); err != nil {
+		dir, err := buildDir()
+		if err != nil {
 			build.err = err
 			return
 		}
@@ -55,6 +50,29 @@ func Mailroute(t testing.TB) string {
 		t.Fatalf("lab: building mailroute: %v", build.err)
 	}
 	return build.path
+}
+
+// buildDir is Root/bin-<pid> for root (swept by the next lab Start). Tests
+// that only need the binary (pty tests, no lab) also run as other users, for
+// whom Root may belong to root: they build in their own temp dir, named by
+// pid, and sweep the entries of dead pids there.
+func buildDir() (string, error) {
+	dir := filepath.Join(Root, fmt.Sprintf("bin-%d", os.Getpid()))
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		// Root may have been created by a non-root run; the lab needs it traversable.
+		_ = os.Chmod(Root, 0o755)
+		return dir, writeOwner(dir)
+	}
+	base := filepath.Join(os.TempDir(), fmt.Sprintf("mailroute-bin-%d", os.Getuid()))
+	if ents, err := os.ReadDir(base); err == nil {
+		for _, e := range ents {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+				_ = os.RemoveAll(filepath.Join(base, e.Name()))
+			}
+		}
+	}
+	dir = filepath.Join(base, strconv.Itoa(os.Getpid()))
+	return dir, os.MkdirAll(dir, 0o700)
 }
 
 // goTool finds the go command: PATH first, else the usual install location (root's
