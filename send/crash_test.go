@@ -204,7 +204,7 @@ func TestDrainPutsBackWhatWasTakenAhead(t *testing.T) {
 	}
 	noneInFlight(t, m)
 	for _, r := range addrs(200, "example.test") {
-		if rec, ok := recordOf(t, m, r); ok && rec.State == StatePending && rec.Attempts != 0 {
+		if rec, ok := m.lookup(t, r); ok && rec.State == StatePending && rec.Attempts != 0 {
 			t.Errorf("%s pending with %d attempts: a job put back is not charged", r, rec.Attempts)
 		}
 	}
@@ -229,26 +229,8 @@ func TestRelayDownMovesWhatWasTakenAhead(t *testing.T) {
 	}
 	noneInFlight(t, m)
 	for _, r := range rcpts {
-		if rec, _ := recordOf(t, m, r); rec.Attempts != 1 || up.ackedFor(r) != 1 {
+		if rec, _ := m.lookup(t, r); rec.Attempts != 1 || up.ackedFor(r) != 1 {
 			t.Errorf("%s: %d attempts, %d acknowledgements", r, rec.Attempts, up.ackedFor(r))
 		}
 	}
-}
-
-func recordOf(t *testing.T, m *mailing, addr string) (Record, bool) {
-	t.Helper()
-	j, err := bboltPeek(m.opts.ListPath + ".journal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	var rec Record
-	found := false
-	_ = j.Each(func(_ int, r Record) error {
-		if r.Addr == addr {
-			rec, found = r, true
-		}
-		return nil
-	})
-	return rec, found
 }
