@@ -312,37 +312,36 @@ func greetingFindings(topic string, ends []*probe.Endpoint, sev Severity) []Find
 
 type greeting struct{ title, meaning, action string }
 
-// greetingKind reads Endpoint.Problem (probe/endpoint.go words) into an
-// explanation; %s in the title is where it happened.
+// greetingKind explains Endpoint.ProblemKind, quoting ProblemDetail; %s
+// in the title is where it happened.
 func greetingKind(e *probe.Endpoint) greeting {
-	p := e.Problem
-	detail := func(prefix string) string { return strings.TrimSpace(strings.TrimPrefix(p, prefix)) }
-	switch {
-	case strings.HasPrefix(p, "the server refuses service at greeting:"):
+	p, detail := e.Problem, e.ProblemDetail
+	switch e.ProblemKind {
+	case probe.ProblemGreetingRefused:
 		return greeting{"%s says no as soon as it answers",
-			fmt.Sprintf("It greeted with %q: it will not talk to this machine. Servers do this to addresses on blocklists, to home connections, or when they are not open to the public.", detail("the server refuses service at greeting:")),
+			fmt.Sprintf("It greeted with %q: it will not talk to this machine. Servers do this to addresses on blocklists, to home connections, or when they are not open to the public.", detail),
 			"If this is your relay, ask its operator; otherwise send through your mail provider's SMTP server."}
-	case strings.HasPrefix(p, "the server is busy or limiting"):
+	case probe.ProblemGreetingBusy:
 		return greeting{"%s is busy or limiting connections",
-			fmt.Sprintf("It greeted with %q, a temporary refusal: the server is overloaded, or limits how often this address may connect.", detail("the server is busy or limiting (temporary) at greeting:")),
+			fmt.Sprintf("It greeted with %q, a temporary refusal: the server is overloaded, or limits how often this address may connect.", detail),
 			"Try again in a few minutes; if it lasts, this address is being rate-limited."}
-	case strings.HasPrefix(p, "no greeting"):
+	case probe.ProblemNoGreeting:
 		return greeting{"%s accepts connections but says nothing",
 			"A mail server says hello (\"220 …\") at once; this one stayed silent. Often a firewall or proxy lets the connection in but not through, or the server is overloaded.",
 			"Try another port or server; if the server is yours, check that its mail service runs."}
-	case strings.HasPrefix(p, "not SMTP:"):
+	case probe.ProblemNotSMTP:
 		return greeting{"Something other than a mail server answers at %s",
-			fmt.Sprintf("Its first words were %s, not a mail server's greeting: another program listens there, or a captive portal (hotel or airport Wi-Fi) answers everything.", detail("not SMTP: the server's first line is")),
+			fmt.Sprintf("Its first words were %s, not a mail server's greeting: another program listens there, or a captive portal (hotel or airport Wi-Fi) answers everything.", detail),
 			"Check the server's name and port; on a public Wi-Fi, log in to it first."}
-	case strings.HasPrefix(p, "expected TLS from the first byte"):
+	case probe.ProblemPlaintextOnTLS:
 		return greeting{"%s speaks without encryption where encryption was expected",
 			"Port 465 should start encrypted (TLS) from the first byte, but this server greeted in plain text: it expects STARTTLS there (encryption started after the greeting).",
 			"Use port 587 on this server, which starts encryption after the greeting."}
-	case strings.HasPrefix(p, "TLS handshake failed:"), strings.HasPrefix(p, "after STARTTLS:"):
+	case probe.ProblemTLS:
 		return greeting{"The encrypted connection to %s failed",
-			fmt.Sprintf("Setting up encryption (TLS) failed: %s. The server may be very old, or something on the network interferes with encrypted connections.", detail("TLS handshake failed:")),
+			fmt.Sprintf("Setting up encryption (TLS) failed: %s. The server may be very old, or something on the network interferes with encrypted connections.", detail),
 			"Try the other submission port (465 or 587); if both fail, ask the server's operator."}
-	case strings.HasPrefix(p, "EHLO failed"), strings.HasPrefix(p, "no reply to EHLO"):
+	case probe.ProblemEHLO:
 		return greeting{"%s stopped answering after the hello",
 			fmt.Sprintf("The server greeted, but did not accept mailroute's hello (EHLO): %s.", p),
 			"Try another port; if this is your relay, ask its operator."}

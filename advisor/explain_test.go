@@ -90,21 +90,22 @@ func TestExplainVerdicts(t *testing.T) {
 // its own words; the server's reply is quoted.
 func TestExplainGreetings(t *testing.T) {
 	for _, c := range []struct {
-		problem, title string
-		words          []string
+		kind                   probe.ProblemKind
+		detail, problem, title string
+		words                  []string
 	}{
-		{"the server refuses service at greeting: 554 5.7.1 no mail from dynamic addresses", "says no as soon as it answers", []string{`"554 5.7.1 no mail from dynamic addresses"`, "blocklists"}},
-		{"the server is busy or limiting (temporary) at greeting: 421 4.7.0 too many connections", "busy or limiting", []string{`"421 4.7.0 too many connections"`, "few minutes"}},
-		{"no greeting within 10s: the port accepts connections but nothing speaks SMTP", "says nothing", []string{"firewall or proxy"}},
-		{`not SMTP: the server's first line is "HTTP/1.1 400 Bad Request"`, "Something other than a mail server", []string{`"HTTP/1.1 400 Bad Request"`, "captive portal"}},
-		{"expected TLS from the first byte (port 465), got a plaintext greeting: 220 x ESMTP", "without encryption", []string{"587"}},
-		{"TLS handshake failed: remote error: tls: protocol version not supported", "encrypted connection", []string{"protocol version not supported"}},
-		{"EHLO failed: 502 5.5.2 command not recognized", "after the hello", []string{"502 5.5.2"}},
+		{probe.ProblemGreetingRefused, "554 5.7.1 no mail from dynamic addresses", "the server refuses service at greeting: 554 5.7.1 no mail from dynamic addresses", "says no as soon as it answers", []string{`"554 5.7.1 no mail from dynamic addresses"`, "blocklists"}},
+		{probe.ProblemGreetingBusy, "421 4.7.0 too many connections", "the server is busy or limiting (temporary) at greeting: 421 4.7.0 too many connections", "busy or limiting", []string{`"421 4.7.0 too many connections"`, "few minutes"}},
+		{probe.ProblemNoGreeting, "", "no greeting within 10s: the port accepts connections but nothing speaks SMTP", "says nothing", []string{"firewall or proxy"}},
+		{probe.ProblemNotSMTP, `"HTTP/1.1 400 Bad Request"`, `not SMTP: the server's first line is "HTTP/1.1 400 Bad Request"`, "Something other than a mail server", []string{`"HTTP/1.1 400 Bad Request"`, "captive portal"}},
+		{probe.ProblemPlaintextOnTLS, "220 x ESMTP", "expected TLS from the first byte (port 465), got a plaintext greeting: 220 x ESMTP", "without encryption", []string{"587"}},
+		{probe.ProblemTLS, "remote error: tls: protocol version not supported", "TLS handshake failed: remote error: tls: protocol version not supported", "encrypted connection", []string{"protocol version not supported"}},
+		{probe.ProblemEHLO, "502 5.5.2 command not recognized", "EHLO failed: 502 5.5.2 command not recognized", "after the hello", []string{"502 5.5.2"}},
 	} {
 		t.Run(c.title, func(t *testing.T) {
 			r := rep(nil, map[int]probe.Verdict{465: probe.Open, 587: probe.Open}, nil)
 			for _, e := range r.Relays[0].Ends {
-				e.Problem = c.problem
+				e.Problem, e.ProblemKind, e.ProblemDetail = c.problem, c.kind, c.detail
 			}
 			fs := Explain(r)
 			f := one(t, fs, c.title, SevProblem, c.words...)
@@ -308,7 +309,7 @@ func TestExplainReadable(t *testing.T) {
 	}
 	add(rep(nil, nil, &probe.Identity{PublicIP: "198.51.100.7"}))
 	r := rep(nil, map[int]probe.Verdict{465: probe.Open}, nil)
-	r.Relays[0].Ends[0].Problem = "the server refuses service at greeting: 554 no"
+	r.Relays[0].Ends[0].Problem, r.Relays[0].Ends[0].ProblemKind, r.Relays[0].Ends[0].ProblemDetail = "the server refuses service at greeting: 554 no", probe.ProblemGreetingRefused, "554 no"
 	r.Relays[0].Ends[0].Banner = &smtpx.Reply{Code: 554}
 	add(r)
 	for _, f := range all {

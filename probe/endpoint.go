@@ -79,14 +79,15 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, sta
 				return
 			}
 		}
-		e.Problem = p.conversationProblem(ctx, rec, err)
+		e.setProblem(p.conversationProblem(ctx, rec, err))
 		return
 	}
 	defer c.Close()
 	tlsStart := time.Now()
 	// The handshake is lazy in go-smtp: it happens on this EHLO.
 	if err := c.Hello(p.Helo); err != nil {
-		e.Problem = "after STARTTLS: " + describe(smtpx.Classify("TLS", err))
+		d := describe(smtpx.Classify("TLS", err))
+		e.setProblem(ProblemTLS, d, "after STARTTLS: "+d)
 		return
 	}
 	e.Timings.TLS = Duration(time.Since(tlsStart))
@@ -110,10 +111,12 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, 
 		if replies := rec.Replies(); len(replies) > 0 {
 			e.Banner = &replies[0]
 			e.BannerHost = smtpx.GreetingHost(replies[0])
-			e.Problem = "expected TLS from the first byte (port " + strconv.Itoa(e.Port) + "), got a plaintext greeting: " + replies[0].String()
+			e.setProblem(ProblemPlaintextOnTLS, replies[0].String(),
+				"expected TLS from the first byte (port "+strconv.Itoa(e.Port)+"), got a plaintext greeting: "+replies[0].String())
 			return
 		}
-		e.Problem = "TLS handshake failed: " + describe(smtpx.Classify("TLS", err))
+		d := describe(smtpx.Classify("TLS", err))
+		e.setProblem(ProblemTLS, d, "TLS handshake failed: "+d)
 		return
 	}
 	e.Timings.TLS = Duration(time.Since(tlsStart))
@@ -126,7 +129,7 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, 
 	replies := inner.Replies()
 	p.takeGreeting(e, replies, start)
 	if err != nil {
-		e.Problem = p.conversationProblem(ctx, inner, err)
+		e.setProblem(p.conversationProblem(ctx, inner, err))
 		return
 	}
 	if len(replies) > 1 {
@@ -149,8 +152,9 @@ func (p *Prober) takeGreeting(e *Endpoint, replies []smtpx.Reply, start time.Tim
 	}
 }
 
-// conversationProblem names what stopped an open endpoint's conversation.
-func (p *Prober) conversationProblem(ctx context.Context, rec *smtpx.Conn, err error) string {
+// conversationProblem names what stopped an open endpoint's conversation:
+// its kind, the evidence (the server's words), and the sentence for Problem.
+func (p *Prober) conversationProblem(ctx context.Context, rec *smtpx.Conn, err error) (ProblemKind, string, string) {
 	ce := smtpx.Classify("SMTP", err)
 	replies := rec.Replies()
 	raw := rec.Transcript()
@@ -162,23 +166,27 @@ func (p *Prober) conversationProblem(ctx context.Context, rec *smtpx.Conn, err e
 		// Something answered, but not in SMTP: show its first line (Go's
 		// textproto may wait for more lines, so this can follow a timeout).
 		first, _, _ := strings.Cut(string(raw), "\n")
-		return "not SMTP: the server's first line is " + strconv.Quote(strings.TrimRight(first, "\r"))
+		q := strconv.Quote(strings.TrimRight(first, "\r"))
+		return ProblemNotSMTP, q, "not SMTP: the server's first line is " + q
 	case len(replies) == 0 && timedOut:
-		return fmt.Sprintf("no greeting within %s: the port accepts connections but nothing speaks SMTP", 2*p.Timeout)
+		return ProblemNoGreeting, "", fmt.Sprintf("no greeting within %s: the port accepts connections but nothing speaks SMTP", 2*p.Timeout)
 	case len(replies) == 0:
-		return "no greeting: " + ce.Message
+		return ProblemNoGreeting, ce.Message, "no greeting: " + ce.Message
+	case replies[0].Code/100 == 4:
+		return ProblemGreetingBusy, replies[0].String(), "the server is busy or limiting (temporary) at greeting: " + replies[0].String()
 	case replies[0].Code != 220:
-		what := "refuses service"
-		if replies[0].Code/100 == 4 {
-			what = "is busy or limiting (temporary)"
-		}
-		return fmt.Sprintf("the server %s at greeting: %s", what, replies[0].String())
+		return ProblemGreetingRefused, replies[0].String(), "the server refuses service at greeting: " + replies[0].String()
 	case len(replies) == 1 && timedOut:
-		return fmt.Sprintf("no reply to EHLO within %s", 2*p.Timeout)
+		return ProblemEHLO, "", fmt.Sprintf("no reply to EHLO within %s", 2*p.Timeout)
 	case len(replies) == 1:
-		return "EHLO failed: " + describe(ce)
+		return ProblemEHLO, describe(ce), "EHLO failed: " + describe(ce)
 	}
-	return describe(ce)
+	return ProblemOther, describe(ce), describe(ce)
+}
+
+// setProblem records what stopped the conversation, in kind and in words.
+func (e *Endpoint) setProblem(kind ProblemKind, detail, text string) {
+	e.ProblemKind, e.ProblemDetail, e.Problem = kind, detail, text
 }
 
 func describe(e *smtpx.Error) string {

@@ -162,6 +162,8 @@ func TestGreetingProblems(t *testing.T) {
 				}
 			} else if e.Usable() {
 				t.Errorf("endpoint with a greeting problem counted usable")
+			} else if e.ProblemKind == "" || e.ProblemKind == ProblemOther {
+				t.Errorf("problem %q has no kind (%q)", e.Problem, e.ProblemKind)
 			}
 		})
 	}

@@ -104,6 +104,10 @@ type Endpoint struct {
 	// a 4xx/5xx greeting, no greeting before the timeout, not SMTP at all,
 	// a TLS handshake failure.
 	Problem string `json:"problem,omitempty"`
+	// ProblemKind classifies Problem for code (the advisor's explanations);
+	// ProblemDetail is its evidence: the server's words, or its first line.
+	ProblemKind   ProblemKind `json:"problem_kind,omitempty"`
+	ProblemDetail string      `json:"problem_detail,omitempty"`
 	// Evidence lists the observations behind an intercepted verdict or an
 	// interception note, strongest first.
 	Evidence []string `json:"evidence,omitempty"`
@@ -119,6 +123,20 @@ type Endpoint struct {
 
 	Timings Timings `json:"timings"`
 }
+
+// ProblemKind is what stopped the SMTP conversation on an open endpoint.
+type ProblemKind string
+
+const (
+	ProblemGreetingRefused ProblemKind = "greeting_refused" // 5xx greeting
+	ProblemGreetingBusy    ProblemKind = "greeting_busy"    // 4xx greeting
+	ProblemNoGreeting      ProblemKind = "no_greeting"      // silence, or closed before a greeting
+	ProblemNotSMTP         ProblemKind = "not_smtp"         // something else answered
+	ProblemPlaintextOnTLS  ProblemKind = "plaintext_on_tls" // a plaintext greeting where TLS was expected
+	ProblemTLS             ProblemKind = "tls"              // the TLS handshake failed
+	ProblemEHLO            ProblemKind = "ehlo"             // EHLO refused or unanswered
+	ProblemOther           ProblemKind = "other"
+)
 
 // Usable reports whether a message could be handed to this endpoint: it
 // answered with a 220 greeting, accepted EHLO, and is not an interceptor.
