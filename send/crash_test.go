@@ -27,9 +27,9 @@ type crashSpec struct {
 //   - every recipient whose dot reached the server is data_sent or sent,
 //     so a re-run never sends it again;
 //   - the recipients recorded data_sent whose dot never left number at
-//     most lookahead per session: each session's message in flight had its
+//     most maxLookahead per session: each session's message in flight had its
 //     dot at the server (a true unknown), the false ones are those taken
-//     ahead (see lookahead).
+//     ahead (see maxLookahead).
 //
 // Then a re-run delivers everything else exactly once.
 func TestCrashFalseUnknownsAreBounded(t *testing.T) {
@@ -120,9 +120,9 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	t.Logf("crash: %d recipients data_sent, %d of them never handed over (bound %d)", unknown, falseUnknown, lookahead*threads)
-	if falseUnknown == 0 || falseUnknown > lookahead*threads {
-		t.Errorf("%d false unknowns, want 1 to %d (lookahead %d × %d sessions)", falseUnknown, lookahead*threads, lookahead, threads)
+	t.Logf("crash: %d recipients data_sent, %d of them never handed over (bound %d)", unknown, falseUnknown, maxLookahead*threads)
+	if falseUnknown == 0 || falseUnknown > maxLookahead*threads {
+		t.Errorf("%d false unknowns, want 1 to %d (maxLookahead %d × %d sessions)", falseUnknown, maxLookahead*threads, maxLookahead, threads)
 	}
 
 	released.Store(true)

@@ -241,8 +241,8 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 
 	start := e.now()
 	// A few jobs wait ready in the channel, so that a worker taking ahead
-	// (see lookahead) finds them without waiting for the list to be read.
-	e.jobs = make(chan *job, e.cfg.Threads*lookahead)
+	// (see maxLookahead) finds them without waiting for the list to be read.
+	e.jobs = make(chan *job, e.cfg.Threads*maxLookahead)
 	e.retry = newRetryQueue(e.opts.RetryQueue)
 	var workers sync.WaitGroup
 	if e.cfg.Mode == ModeDirect {

@@ -145,3 +145,57 @@ func TestJournalTickets(t *testing.T) {
 		t.Error("a Put after Close looks written")
 	}
 }
+
+// TestJournalPace: records nobody waits for are committed at the pace; a
+// Wait does not sit out the pace. With an hour's pace, a Wait that returns
+// at all was answered by the urgent path.
+func TestJournalPace(t *testing.T) {
+	j, err := openJournal(filepath.Join(t.TempDir(), "j"), JournalMeta{}, false, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	waitOrFail(t, j, j.Put(1, Record{State: StateDataSent, Addr: "a@x.test"}))
+	b := j.Put(2, Record{State: StateDataSent, Addr: "b@x.test"})
+	time.Sleep(20 * time.Millisecond)
+	if j.Durable(b) {
+		t.Error("a record nobody waits for was committed before the pace")
+	}
+	waitOrFail(t, j, j.Put(3, Record{State: StateSent, Addr: "c@x.test"}))
+	if !j.Durable(b) {
+		t.Error("a record queued before a waited-for one is not durable")
+	}
+	if lat := j.Latency(); lat < time.Hour {
+		t.Errorf("Latency %v is less than the pace", lat)
+	}
+
+	// At the real pace, a record nobody waits for gets there on its own.
+	k, err := OpenJournal(filepath.Join(t.TempDir(), "k"), JournalMeta{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	k.Put(1, Record{State: StateDataSent, Addr: "a@x.test"})
+	d := k.Put(2, Record{State: StateSent, Addr: "b@x.test"})
+	deadline := time.Now().Add(30 * time.Second)
+	for !k.Durable(d) {
+		if time.Now().After(deadline) {
+			t.Fatal("a record nobody waited for was never committed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func waitOrFail(t *testing.T, j *Journal, tk Ticket) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- j.Wait(tk) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Wait sat out the pace: nobody woke the committer")
+	}
+}

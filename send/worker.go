@@ -1,9 +1,12 @@
 package send
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
-// lookahead is how many recipients a worker takes ahead of the one it is
-// sending, each recorded data_sent at once.
+// maxLookahead caps how many recipients a worker takes ahead of the one
+// it is sending, each recorded data_sent at once.
 //
 // The journal must hold data_sent before a final dot is written, so that
 // after a crash a recipient whose dot may have gone out is "unknown", never
@@ -13,21 +16,27 @@ import "context"
 // is committed while messages i to i+K-1 are sent, and is on disk when its
 // turn comes: no transaction waits for the disk.
 //
+// K is no larger than that takes: the worker keeps it at the journal's
+// commit latency (its pace plus a commit, see Journal.Latency) over its own
+// time per message, plus two for jitter (wantAhead). With a relay across
+// the internet a transaction outlasts a commit and K is 1 or 2; with a
+// sink on loopback, 4,000 messages a second per session, it is about 10.
+//
 // The price is paid only in a crash (kill -9, power loss): the recipients
 // a worker had taken ahead were never tried, yet the journal says
 // data_sent, and the next run reports them unknown (not sent, and not
-// retried without --retry-unknown). That is at most lookahead+1 recipients
-// per session (those taken ahead, and the one being sent if its dot had
-// not gone out), never a duplicate. A run that ends any other way (end of
-// the list, Ctrl-C, a relay down, a fatal error) puts back every recipient
-// it took and did not try: pending again.
+// retried without --retry-unknown). That is at most maxLookahead+1
+// recipients per session (those taken ahead, and the one being sent if its
+// dot had not gone out), never a duplicate. A run that ends any other way
+// (end of the list, Ctrl-C, a relay down, a fatal error) puts back every
+// recipient it took and did not try: pending again.
 //
 // Taking ahead is off under a rate limit: the next message waits for the
 // rate, not the disk, and a recipient should not sit data_sent meanwhile.
 // In direct mode a worker takes one ahead: a transaction with a distant MX
 // lasts longer than a commit anyway, and more would hold recipients behind
 // a slow MX while another worker could send them.
-const lookahead = 6
+const maxLookahead = 16
 
 // worker is what one worker goroutine reuses from message to message.
 type worker struct {
@@ -35,6 +44,9 @@ type worker struct {
 	cur, nxt *slot  // the transaction in progress; the next, made ready to start with cur's dot
 	ahead    []*job // taken and recorded data_sent, not started; oldest first
 	maxAhead int    // 0 under a rate limit
+	// last and per measure the worker's time per message (wantAhead).
+	last time.Time
+	per  time.Duration
 	// chain: the next transaction may start with the current one's dot.
 	// Relay mode only: in direct mode the next recipient's domain, hence
 	// its session, is most likely another.
@@ -45,6 +57,7 @@ type worker struct {
 type slot struct {
 	j   *job
 	msg txn
+	buf []byte // msg.Data's memory, reused from message to message
 }
 
 // newWorker makes a worker for relay mode (one session to one relay,
@@ -54,7 +67,7 @@ func (e *Engine) newWorker(own *RateLimiter, relay bool) *worker {
 	switch {
 	case e.rate != nil || own != nil:
 	case relay:
-		w.maxAhead = lookahead
+		w.maxAhead = maxLookahead
 	default:
 		w.maxAhead = 1
 	}
@@ -81,10 +94,38 @@ func (e *Engine) newSlot() *slot {
 	return sl
 }
 
+// wantAhead is how many jobs the worker should have taken ahead now: as
+// many as it sends while a record waits for its commit, and two more.
+// It is called once per message, and measures the time per message: an
+// average that follows a faster pace at once and a slower one slowly, so
+// that one slow message (a retry, a wait for the disk) does not shrink
+// the lookahead and cause more waits.
+func (w *worker) wantAhead() int {
+	if w.maxAhead <= 1 {
+		return w.maxAhead
+	}
+	now := time.Now()
+	if !w.last.IsZero() {
+		switch d := now.Sub(w.last); {
+		case w.per == 0 || d < w.per:
+			w.per = (w.per + d) / 2
+		default:
+			w.per += (d - w.per) / 16
+		}
+	}
+	w.last = now
+	if w.per <= 0 {
+		return 2
+	}
+	k := int(w.e.journal.Latency()/w.per) + 2
+	return min(k, w.maxAhead)
+}
+
 // takeAhead tops the worker's lookahead up from the jobs on offer now,
 // without waiting for one, and records each as data_sent.
 func (w *worker) takeAhead() {
-	for len(w.ahead) < w.maxAhead && w.e.soft.Err() == nil {
+	want := w.wantAhead()
+	for len(w.ahead) < want && w.e.soft.Err() == nil {
 		select {
 		case n := <-w.e.jobs:
 			w.e.record(n, StateDataSent)
@@ -179,7 +220,7 @@ func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
 // render makes j's message in sl.
 func (e *Engine) render(sl *slot, j *job) *result {
 	sl.j = nil
-	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer})
+	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
 	if err != nil {
 		return &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
 	}
@@ -188,6 +229,9 @@ func (e *Engine) render(sl *slot, j *job) *result {
 		from = r.From
 	}
 	sl.j = j
+	if e.signer == nil {
+		sl.buf = r.Data // a signed message is new memory: keep the unsigned buffer then
+	}
 	sl.msg.From, sl.msg.To, sl.msg.Data = from, j.rcpt.Addr, r.Data
 	return nil
 }

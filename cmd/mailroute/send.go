@@ -30,7 +30,8 @@ deferred ones are retried at once, and "unknown" ones (the connection was lost a
 message was handed over, RFC 1047) only with --retry-unknown. After a crash (kill -9,
 power loss; not Ctrl-C) a few recipients that were never sent may also be listed as
 unknown: so that no message waits for the disk, each session records its next
-recipients (up to 6, 1 in direct mode) as possibly handed over before sending them.
+recipients as possibly handed over before sending them: as many as it sends while the
+journal commits (1 or 2 to a distant relay, up to 16 to one nearby; 1 in direct mode).
 No recipient is ever sent twice; --retry-unknown sends to all listed ones, and the few
 that really were handed over may then get the message twice.
 
