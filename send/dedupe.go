@@ -49,38 +49,64 @@ func (b bloom) testAndSet(h uint64) bool {
 // findDuplicates returns, for every good row whose address appeared on an
 // earlier good row, its line → the first line. Bad rows are not counted.
 func findDuplicates(path string, opt ListOptions) (map[int]int, error) {
-	cands := map[uint64]int{}
-	filter := newBloom()
-	err := eachAddr(path, opt, func(line int, h uint64) {
-		if filter.testAndSet(h) {
-			cands[h] = 0
-		}
-	})
-	if err != nil || len(cands) == 0 {
+	var seen dupFilter
+	err := eachGood(path, opt, func(rc *Recipient) { seen.add(rc) })
+	if err != nil {
 		return nil, err
 	}
-	filter = nil
+	return seen.duplicates(path, opt, nil)
+}
+
+// dupFilter is the first pass: the Bloom filter and the candidates it
+// finds. Its zero value is ready.
+type dupFilter struct {
+	filter bloom
+	cands  map[uint64]int // a candidate's hash → its first line (0 until the exact pass finds it)
+}
+
+func (d *dupFilter) add(rc *Recipient) {
+	if d.filter == nil {
+		d.filter, d.cands = newBloom(), map[uint64]int{}
+	}
+	if h := addrHash(rc.Addr); d.filter.testAndSet(h) {
+		d.cands[h] = 0
+	}
+}
+
+// duplicates is the second pass, when the first found candidates. It
+// calls found, if not nil, for each duplicate row in line order.
+func (d *dupFilter) duplicates(path string, opt ListOptions, found func(line, first int, addr string)) (map[int]int, error) {
+	d.filter = nil // 8 MiB the second pass does not need
+	if len(d.cands) == 0 {
+		return nil, nil
+	}
 	dups := map[int]int{}
-	err = eachAddr(path, opt, func(line int, h uint64) {
-		first, ok := cands[h]
+	err := eachGood(path, opt, func(rc *Recipient) {
+		h := addrHash(rc.Addr)
+		first, ok := d.cands[h]
 		switch {
 		case !ok:
 		case first == 0:
-			cands[h] = line
+			d.cands[h] = rc.Line
 		default:
-			dups[line] = first
+			dups[rc.Line] = first
+			if found != nil {
+				found(rc.Line, first, rc.Addr)
+			}
 		}
 	})
 	return dups, err
 }
 
-// eachAddr calls fn with the line and address hash of every good row.
-func eachAddr(path string, opt ListOptions, fn func(line int, h uint64)) error {
+// eachGood calls fn with every good row (duplicates not yet known), without
+// its fields: the passes before sending need only the address.
+func eachGood(path string, opt ListOptions, fn func(*Recipient)) error {
 	r, err := openList(path, opt, nil)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	r.lean = true
 	for {
 		rc, err := r.Next()
 		if err == io.EOF {
@@ -89,7 +115,7 @@ func eachAddr(path string, opt ListOptions, fn func(line int, h uint64)) error {
 		if err != nil {
 			return err
 		}
-		fn(rc.Line, addrHash(rc.Addr))
+		fn(rc)
 	}
 }
 

@@ -22,8 +22,9 @@ func TestDuplicatesFoundExactly(t *testing.T) {
 	// Line numbers: the header is line 1, u0 is line 2.
 	b.WriteString("U7@D7.example\n")      // line n+2: duplicate of line 9
 	b.WriteString("u49999@d44.example\n") // line n+3: duplicate of line n+1
-	b.WriteString("new@fresh.example\n")  // line n+4: good
-	b.WriteString("NEW@Fresh.Example\n")  // line n+5: duplicate of line n+4
+	b.WriteString("not an address\n")     // line n+4: bad, between duplicates
+	b.WriteString("new@fresh.example\n")  // line n+5: good
+	b.WriteString("NEW@Fresh.Example\n")  // line n+6: duplicate of line n+5
 	path := filepath.Join(t.TempDir(), "l.csv")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -35,13 +36,14 @@ func TestDuplicatesFoundExactly(t *testing.T) {
 	want := []string{
 		fmt.Sprintf("%d: duplicate of line 9 (U7@d7.example)", n+2),
 		fmt.Sprintf("%d: duplicate of line %d (u49999@d44.example)", n+3, n+1),
-		fmt.Sprintf("%d: duplicate of line %d (NEW@fresh.example)", n+5, n+4),
+		fmt.Sprintf("%d: bad address \"not an address\": contains a space or control character", n+4),
+		fmt.Sprintf("%d: duplicate of line %d (NEW@fresh.example)", n+6, n+5),
 	}
 	var got []string
 	for _, bad := range st.Bad {
 		got = append(got, fmt.Sprintf("%d: %s", bad.Line, bad.Reason))
 	}
-	if st.Good != n+1 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if st.Good != n+1 || st.BadCount != 4 || st.Rows != n+5 || strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("good %d, bad:\n%s\nwant:\n%s", st.Good, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	for _, open := range []func() (*ListReader, error){

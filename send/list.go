@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/mail"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -83,33 +84,33 @@ func (e *ListError) Error() string {
 // nothing is kept per row. Without SkipBadRows, bad rows (or no good row at all) are an error; the
 // stats are returned with it.
 func ValidateList(path string, opt ListOptions) (*ListStats, error) {
-	dups, err := findDuplicates(path, opt)
-	if err != nil {
-		return nil, err
-	}
-	r, err := openList(path, opt, dups)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	st := &ListStats{Header: r.header, dups: dups}
+	st := &ListStats{}
+	var seen dupFilter
 	domains := map[uint64]struct{}{}
-	r.onBad = func(b BadRow) {
-		st.BadCount++
-		if len(st.Bad) < maxBadRows {
-			st.Bad = append(st.Bad, b)
-		}
-	}
-	for {
-		rcpt, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return st, err
-		}
+	err := eachGoodAndBad(path, opt, func(rcpt *Recipient) {
 		st.Good++
 		domains[hashString(rcpt.Domain)] = struct{}{}
+		seen.add(rcpt)
+	}, st)
+	if err != nil {
+		return nil, err
+	}
+	// Duplicates are bad rows too, merged into Bad in line order.
+	var dupBad []BadRow
+	st.dups, err = seen.duplicates(path, opt, func(line, first int, addr string) {
+		if len(dupBad) < maxBadRows {
+			dupBad = append(dupBad, BadRow{Line: line, Reason: dupReason(first, addr)})
+		}
+	})
+	if err != nil {
+		return st, err
+	}
+	if len(st.dups) > 0 {
+		st.Good -= len(st.dups)
+		st.BadCount += len(st.dups)
+		st.Bad = append(st.Bad, dupBad...)
+		slices.SortFunc(st.Bad, func(a, b BadRow) int { return a.Line - b.Line })
+		st.Bad = st.Bad[:min(len(st.Bad), maxBadRows)]
 	}
 	st.Rows = st.Good + st.BadCount
 	st.Domains = len(domains)
@@ -135,6 +136,7 @@ type ListReader struct {
 	emailCol int
 	dups     map[int]int // line → the earlier line with the same address (see dedupe.go)
 	onBad    func(BadRow)
+	lean     bool // Recipients without Fields: a pass before sending
 }
 
 // OpenList opens a list and reads its header row. The address column must be
@@ -286,7 +288,10 @@ func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
 		return nil, reason
 	}
 	if first, dup := r.dups[line]; dup {
-		return nil, fmt.Sprintf("duplicate of line %d (%s)", first, addr)
+		return nil, dupReason(first, addr)
+	}
+	if r.lean {
+		return &Recipient{Line: line, Email: email, Addr: addr, Domain: domain, checked: true}, ""
 	}
 	fields := make(map[string]string, len(rec))
 	for i, v := range rec {
@@ -294,6 +299,38 @@ func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
 	}
 	fields[r.header[r.emailCol]] = email // trimmed, as the template should see it
 	return &Recipient{Line: line, Email: email, Addr: addr, Domain: domain, Fields: fields, checked: true}, ""
+}
+
+func dupReason(first int, addr string) string {
+	return fmt.Sprintf("duplicate of line %d (%s)", first, addr)
+}
+
+// eachGoodAndBad is the validation pass: fn sees every good row (without
+// its fields), and st gets the header and every bad row.
+func eachGoodAndBad(path string, opt ListOptions, fn func(*Recipient), st *ListStats) error {
+	r, err := openList(path, opt, nil)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	r.lean = true
+	st.Header = r.header
+	r.onBad = func(b BadRow) {
+		st.BadCount++
+		if len(st.Bad) < maxBadRows {
+			st.Bad = append(st.Bad, b)
+		}
+	}
+	for {
+		rcpt, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(rcpt)
+	}
 }
 
 // Close closes the file.
@@ -313,6 +350,14 @@ var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.VerifyDNSL
 // returns it normalized (local@ascii-domain) with its domain. reason is ""
 // for a good address, else a message like `bad address "bob@@x": ...`.
 func normalizeAddress(s string) (addr, domain, reason string) {
+	if addr, domain, ok := plainAddress(s); ok {
+		return addr, domain, ""
+	}
+	return fullAddress(s)
+}
+
+// fullAddress is normalizeAddress by net/mail and IDNA, for any address.
+func fullAddress(s string) (addr, domain, reason string) {
 	bad := func(why string) (string, string, string) {
 		return "", "", fmt.Sprintf("bad address %q: %s", s, why)
 	}
@@ -356,6 +401,69 @@ func normalizeAddress(s string) (addr, domain, reason string) {
 		return bad("the domain is an IP address or ends in a number; use a domain")
 	}
 	return local + "@" + ascii, ascii, ""
+}
+
+// plainAddress is normalizeAddress for the addresses most lists hold,
+// without net/mail and IDNA, which cost more than the rest of a row: a
+// local part of letters, digits and ._%+- in dot-atom form, and a domain
+// of two or more LDH labels (RFC 1035 §2.3.1) with a top-level label that
+// is not all digits. ok is false for anything else, which takes the full
+// path; for what it accepts it gives the full path's result (the fuzz
+// test FuzzPlainAddress holds it to that).
+func plainAddress(s string) (addr, domain string, ok bool) {
+	at := strings.IndexByte(s, '@')
+	if at < 1 || at > 64 || len(s)-at-1 > 253 {
+		return "", "", false
+	}
+	local, dom := s[:at], s[at+1:]
+	prev := byte('.')
+	for i := 0; i < len(local); i++ {
+		c := local[i]
+		switch {
+		case c == '.':
+			if prev == '.' {
+				return "", "", false
+			}
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '%', c == '+', c == '-':
+		default:
+			return "", "", false
+		}
+		prev = c
+	}
+	if prev == '.' {
+		return "", "", false
+	}
+	upper, labelStart, digitsOnly := false, 0, true
+	for i := 0; i <= len(dom); i++ {
+		if i == len(dom) || dom[i] == '.' {
+			n := i - labelStart
+			if n == 0 || n > 63 || dom[labelStart] == '-' || dom[i-1] == '-' {
+				return "", "", false
+			}
+			if n >= 4 && dom[labelStart+2] == '-' && dom[labelStart+3] == '-' {
+				return "", "", false // "xn--" and other reserved forms: IDNA decides
+			}
+			if i == len(dom) && (labelStart == 0 || digitsOnly) {
+				return "", "", false // no dot, or an all-digit top label
+			}
+			labelStart, digitsOnly = i+1, true
+			continue
+		}
+		switch c := dom[i]; {
+		case '0' <= c && c <= '9':
+		case 'a' <= c && c <= 'z', c == '-':
+			digitsOnly = false
+		case 'A' <= c && c <= 'Z':
+			digitsOnly, upper = false, true
+		default:
+			return "", "", false
+		}
+	}
+	if upper {
+		dom = strings.ToLower(dom)
+		return local + "@" + dom, dom, true
+	}
+	return s, dom, true
 }
 
 // ListDigest is the SHA-256 of the list file, in hex. The journal keeps it to

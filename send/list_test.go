@@ -267,3 +267,23 @@ func FuzzList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainAddress holds the fast path to the full one: what plainAddress
+// accepts, fullAddress accepts with the same result.
+func FuzzPlainAddress(f *testing.F) {
+	for _, s := range []string{"bob@example.com", "Bob.Smith+x@Mail.Example.COM", "a@b.c1", "a@1.2.3.4", "a@b", "a..b@x.example",
+		".a@x.example", "a.@x.example", "a@-x.example", "a@x-.example", "a@xn--bcher-kva.example", "a@ab--c.example", "a@x..example",
+		"a_%+-@x.example", strings.Repeat("a", 65) + "@x.example", "a@" + strings.Repeat("b", 64) + ".example"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addr, domain, ok := plainAddress(s)
+		if !ok {
+			return
+		}
+		faddr, fdomain, reason := fullAddress(s)
+		if reason != "" || faddr != addr || fdomain != domain {
+			t.Fatalf("%q: plain %q %q, full %q %q %q", s, addr, domain, faddr, fdomain, reason)
+		}
+	})
+}
