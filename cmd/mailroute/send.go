@@ -90,6 +90,9 @@ func runSend(c *cli.Context) error {
 		// Memory must not grow with the list: see send.SoftMemoryLimit.
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(send.SoftMemoryLimit))
 	}
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(send.GCPercent))
+	}
 	cfg, warnings, err := send.LoadConfig(c.String("config"))
 	if err != nil {
 		return configProblem(err)
