@@ -30,7 +30,7 @@ func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, 
 			cfg.Helo = rep.Helo
 		}
 		r := rec.Relay
-		relay := send.Relay{Host: r.Host, Port: r.Port, TLS: r.TLS, CAFile: in.CAFile, Auth: "none"}
+		relay := send.Relay{Host: r.Host, Port: r.Port, TLS: r.TLS, CAFile: in.CAFile, Auth: "none", MessagesPerSession: rec.PerSession.Value}
 		if in.User != "" {
 			relay.Auth, relay.Username = r.Auth, in.User
 			relay.PasswordEnv, relay.PasswordCmd = in.PasswordEnv, in.PasswordCmd

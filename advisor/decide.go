@@ -60,6 +60,8 @@ type Recommendation struct {
 	Provider *Match       `json:"provider,omitempty"`
 	Threads  Number       `json:"threads"`
 	Rate     RateChoice   `json:"rate"`
+	// PerSession is the relay's cap on messages per session (0: none known).
+	PerSession Number `json:"messages_per_session"`
 
 	// Config is the configuration to write; nil when !OK.
 	Config *send.Config `json:"-"`
@@ -182,6 +184,11 @@ func Decide(in Input) *Recommendation {
 		rate = rec.Rate.Rate.String()
 	}
 	add("rate", rate, rec.Rate.Reason)
+	if rec.Mode == send.ModeRelay {
+		if rec.PerSession = sessionCap(rec.Provider, rep.Measure); rec.PerSession.Value > 0 {
+			add("messages per session", fmt.Sprint(rec.PerSession.Value), rec.PerSession.Reason+"; send opens a new session after that many")
+		}
+	}
 	if rec.Mode == send.ModeDirect {
 		rec.Steps = append(rec.Steps, inboundSteps(rep)...)
 	}

@@ -207,6 +207,16 @@ func TestDecideRelayConfig(t *testing.T) {
 	if rec.Threads.Source != "measured" || rec.Rate.Source != "measured" {
 		t.Errorf("sources %q %q", rec.Threads.Source, rec.Rate.Source)
 	}
+	if rl.MessagesPerSession != 0 {
+		t.Errorf("messages_per_session %d with no cap measured or published", rl.MessagesPerSession)
+	}
+
+	// A relay that measured a cap per session gets it in the config.
+	r.Measure = &probe.Measurement{Host: "smtp.relay.invalid", Port: 465, SessionLimit: 3, Transactions: 20, PerSession: true}
+	rec = Decide(Input{Report: r, User: "me@relay.invalid", PasswordCmd: "pass show smtp", CAFile: ca})
+	if rec.Config == nil || rec.Config.Relay[0].MessagesPerSession != 20 || !strings.Contains(dump(rec), "messages per session: 20") {
+		t.Errorf("a measured cap of 20 per session is not in the config:\n%s", dump(rec))
+	}
 	for _, u := range rec.Unknown {
 		if strings.Contains(u, "login") || strings.Contains(u, "measured") {
 			t.Errorf("unknown %q although checked", u)

@@ -138,7 +138,7 @@ func relayRate(list int, prov *Provider, meas *probe.Measurement) RateChoice {
 	if meas != nil && meas.Transactions > 0 && !meas.TransactionsCapped {
 		switch {
 		case meas.PerSession:
-			notes = append(notes, fmt.Sprintf("the relay allows %d messages per session, then a new session (not a rate)", meas.Transactions))
+			notes = append(notes, fmt.Sprintf("the relay allows %d messages per session, then a new session (messages_per_session, not a rate)", meas.Transactions))
 		case meas.Window > 0:
 			cands = append(cands, cand{meas.Transactions, time.Duration(meas.Window), "measured",
 				fmt.Sprintf("the relay accepts %d messages per %s window, then refuses until the window ends", meas.Transactions, meas.Window)})
@@ -218,4 +218,23 @@ func withMargin(n int, w time.Duration) send.Rate {
 		return send.Rate{N: m, Window: w}
 	}
 	return send.Rate{N: max(n, 1), Window: (w * 6 / 5).Round(100 * time.Millisecond)}
+}
+
+// sessionCap is how many messages one session to the relay may carry, the
+// lower of the measured and the published caps; zero when neither says.
+// It is a count, not a rate: exact, with no margin taken off.
+func sessionCap(m *Match, meas *probe.Measurement) Number {
+	var best Number
+	if meas != nil && meas.Error == "" && meas.PerSession && meas.Transactions > 0 && !meas.TransactionsCapped {
+		best = Number{meas.Transactions, "measured",
+			fmt.Sprintf("the relay took %d messages in one session and refused the next until a new session", meas.Transactions)}
+	}
+	if m != nil {
+		for _, l := range m.Provider.limits(LimitMessagesPerSession, false) {
+			if best.Value == 0 || l.N < best.Value {
+				best = Number{l.N, "catalog: " + l.Source, fmt.Sprintf("%s publishes %s", m.Provider.Name, l)}
+			}
+		}
+	}
+	return best
 }

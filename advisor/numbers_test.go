@@ -149,3 +149,29 @@ func TestConfigRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionCap(t *testing.T) {
+	sg := &Match{Provider: Lookup("sendgrid")}
+	for _, c := range []struct {
+		name   string
+		m      *Match
+		meas   *probe.Measurement
+		want   int
+		source string
+	}{
+		{"measured", nil, &probe.Measurement{Transactions: 20, PerSession: true}, 20, "measured"},
+		{"measured per window is not per session", nil, &probe.Measurement{Transactions: 20, Window: probe.Duration(time.Minute)}, 0, ""},
+		{"capped measurement says nothing", nil, &probe.Measurement{Transactions: 200, PerSession: true, TransactionsCapped: true}, 0, ""},
+		{"catalog", sg, nil, 5000, "catalog: https://docs.sendgrid.com/"},
+		{"the lower of both", sg, &probe.Measurement{Transactions: 100, PerSession: true}, 100, "measured"},
+		{"an inbound cap is not the relay's", &Match{Provider: Lookup("yahoo")}, nil, 0, ""},
+		{"nothing", nil, nil, 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := sessionCap(c.m, c.meas)
+			if got.Value != c.want || !strings.HasPrefix(got.Source, c.source) {
+				t.Errorf("got %+v, want %d from %q", got, c.want, c.source)
+			}
+		})
+	}
+}

@@ -56,6 +56,10 @@ type Relay struct {
 	InsecureAuth bool    `toml:"insecure_auth" doc:"allow AUTH without TLS (the password crosses the network in clear)" default:"false"`
 	Threads      int     `toml:"threads" doc:"sessions to this relay; 0: share of the global threads"`
 	Rate         Rate    `toml:"rate" doc:"this relay's own limit, e.g. \"30/m\"; empty: only the global rate applies"`
+	// MessagesPerSession is for providers that cap the messages one
+	// connection may carry (Yahoo 20, SendGrid 5,000): past the cap they
+	// refuse, and each refusal would cost a retry.
+	MessagesPerSession int `toml:"messages_per_session" doc:"messages one session carries before mailroute opens a new one; set it when the relay caps messages per connection" default:"0: no cap (a new session every 1,000 messages, as MTAs do)"`
 }
 
 // Direct holds direct-to-MX settings.

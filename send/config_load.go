@@ -570,6 +570,9 @@ func (v *validator) checkRelay(p string, r *Relay) int {
 	if r.Threads < 0 {
 		v.fail(p+".threads", "must not be negative", "0 shares the global threads")
 	}
+	if r.MessagesPerSession < 0 {
+		v.fail(p+".messages_per_session", "must not be negative", "0 means no cap")
+	}
 	return max(r.Threads, 0)
 }
 

@@ -109,6 +109,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "explicit zero threads", src: "threads = 0\nmode = \"direct\"\n", key: "threads", line: 1, msg: "at least 1"},
 		{name: "too many threads", src: "threads = 101\nmode = \"direct\"\n", key: "threads", line: 1, msg: "out of range"},
 		{name: "relay threads sum", src: "threads = 3\n[[relay]]\nhost = \"a.example\"\nthreads = 2\n[[relay]]\nhost = \"b.example\"\nthreads = 2\n", key: "threads", line: 1, msg: "add up to 4"},
+		{name: "negative messages per session", src: "[relay]\nhost = \"h.example\"\nmessages_per_session = -5\n", key: "relay.messages_per_session", line: 3, msg: "negative", hint: "no cap"},
 		{name: "second relay key is indexed", src: "[[relay]]\nhost = \"a.example\"\n[[relay]]\nhost = \"b.example\"\nport = 0\nauth = \"x\"\n", key: "relay[1].auth", line: 6},
 		{name: "direct tls", src: "mode = \"direct\"\n[direct]\ntls = \"implicit\"\n", key: "direct.tls", line: 3},
 		{name: "backoff order", src: "mode = \"direct\"\n[retry]\nbackoff = \"5m\"\nmax_backoff = \"1m\"\n", key: "retry.max_backoff", line: 4, msg: "shorter than backoff"},

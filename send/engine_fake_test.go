@@ -44,6 +44,10 @@ type fakeServer struct {
 	maxOpen  int  // the most open at once
 	refuse   int  // connections still to refuse with a 421 greeting
 	sink     bool // count nothing per recipient (memory and speed tests)
+	// perSession, when set, caps the messages one session may carry, as
+	// some providers do: a MAIL past it gets 451.
+	perSession int
+	overCap    int // MAIL commands refused for the cap
 
 	// Hooks; nil means accept. n is how many times this recipient was seen
 	// by the hook (1 the first time).
@@ -139,6 +143,7 @@ type fakeSession struct {
 	c      *smtp.Conn
 	to     string
 	authed bool
+	mails  int // MAIL commands accepted in this session
 }
 
 func (s *fakeSession) AuthMechanisms() []string {
@@ -170,6 +175,13 @@ func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
 	if needAuth && !s.authed {
 		return smtp.ErrAuthRequired
 	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.perSession > 0 && s.mails >= s.f.perSession {
+		s.f.overCap++
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many messages in this connection"}
+	}
+	s.mails++
 	return nil
 }
 

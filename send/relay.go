@@ -42,7 +42,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 			rate:    NewRateLimiter(r.Rate),
 			spec: dialSpec{
 				Addr: r.Addr(), ServerName: r.Host, TLS: r.TLS, Helo: helo,
-				InsecureAuth: r.InsecureAuth, Timeouts: to,
+				InsecureAuth: r.InsecureAuth, Timeouts: to, MaxMessages: r.MessagesPerSession,
 			},
 		}
 		if t.threads <= 0 {

@@ -454,3 +454,33 @@ func TestRelayRefusingTheSenderStopsTheRun(t *testing.T) {
 		t.Errorf("counts %+v: the relay's refusal is not the recipients' failure", rep.Counts)
 	}
 }
+
+// A relay that caps the messages per connection: with messages_per_session
+// set, every session stops at the cap and no MAIL is refused; without it
+// (the control), MAIL past the cap is refused and those recipients wait for
+// a retry.
+func TestRelayMessagesPerSession(t *testing.T) {
+	for _, capped := range []bool{true, false} {
+		f := newFakeServer(t, nil, false)
+		f.perSession = 5
+		rcpts := addrs(12, "example.test")
+		m := newMailing(t, f.addr, rcpts...)
+		m.cfg.Threads = 1
+		if capped {
+			m.cfg.Relay[0].MessagesPerSession = 5
+		}
+		rep, err := m.run(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		sessions, over := f.sessions, f.overCap
+		f.mu.Unlock()
+		switch {
+		case capped && (rep.Counts != Counts{Sent: 12} || over != 0 || sessions != 3):
+			t.Errorf("messages_per_session = 5: counts %+v, %d MAIL refused, %d sessions (want all sent, 0, 3)", rep.Counts, over, sessions)
+		case !capped && over == 0:
+			t.Errorf("no cap set: the server refused nothing, so the test shows nothing")
+		}
+	}
+}

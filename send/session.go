@@ -32,6 +32,9 @@ type dialSpec struct {
 	Auth         func() (sasl.Client, error)
 	InsecureAuth bool
 	Timeouts     Timeouts
+	// MaxMessages is how many messages a session carries before it is
+	// closed; 0: maxReuse.
+	MaxMessages int
 }
 
 // Timeouts bound each step of a session. go-smtp's own defaults (5 and 12
@@ -320,7 +323,15 @@ func (s *session) closeNow() {
 
 // usable reports whether the session may carry another message.
 func (s *session) usable(now time.Time) bool {
-	return !s.broken && s.messages < maxReuse && (s.idle.IsZero() || now.Sub(s.idle) < maxIdle)
+	return !s.broken && s.messages < s.maxMessages() && (s.idle.IsZero() || now.Sub(s.idle) < maxIdle)
+}
+
+// maxMessages is how many messages the session may carry in all.
+func (s *session) maxMessages() int {
+	if s.spec != nil && s.spec.MaxMessages > 0 {
+		return min(s.spec.MaxMessages, maxReuse)
+	}
+	return maxReuse
 }
 
 // cmd sends one command line and reads its reply, within the command

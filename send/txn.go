@@ -277,7 +277,7 @@ func (s *session) data(m, next *txn) (string, stage, error) {
 		return "", stageData, smtpx.Classify("DATA", err)
 	}
 	dotEnd := s.w.Buffered()
-	if next != nil && s.pipelining && s.messages < maxReuse {
+	if next != nil && s.pipelining && s.messages < s.maxMessages() {
 		// RFC 5321 §4.1.1.4: the dot ends the transaction whatever its
 		// reply, so next needs no RSET.
 		if utf8, err := s.addrs(next); err == nil && (next.BeforeRcpt == nil || next.BeforeRcpt() == nil) {
