@@ -67,6 +67,10 @@ func (w *wizard) passwordEnv() string {
 	return ""
 }
 
+// testRetryFor is how long the test message is tried again when the
+// relay defers it after a measurement used up its allowance.
+const testRetryFor = 2 * time.Minute
+
 // testMessage offers a message to the user's own address, sent the way the
 // mailing will be, and reports its fate in the server's words.
 func (w *wizard) testMessage(ctx context.Context) error {
@@ -109,10 +113,31 @@ func (w *wizard) testMessage(ctx context.Context) error {
 	text := fmt.Sprintf("This is a test message from mailroute wizard on %s, sent %s %s.\n\n"+
 		"If you can read it, mail from that machine reaches this mailbox. You can delete it.\n",
 		host, via, time.Now().Format("2006-01-02 15:04 MST"))
-	res, err := send.SendSingle(ctx, &cfg, send.Single{From: w.from, To: to, Subject: "mailroute test message", Text: text,
-		Resolver: w.p.Resolver, Timeouts: send.Timeouts{Connect: w.p.Timeout, Command: 30 * time.Second, Data: time.Minute}})
-	if ctx.Err() != nil {
-		return errStopped
+	single := send.Single{From: w.from, To: to, Subject: "mailroute test message", Text: text,
+		Resolver: w.p.Resolver, Timeouts: send.Timeouts{Connect: w.p.Timeout, Command: 30 * time.Second, Data: time.Minute}}
+	// The measurement may have used up the relay's allowance, and when it
+	// found no window nobody knows when the relay takes mail again: a 4xx
+	// then says so, not that the way does not work. Try again for a while,
+	// saying so, rather than end on a deferral the wizard caused itself.
+	m := w.rep.Measure
+	usedUp := m != nil && m.Error == "" && m.Transactions > 0 && !m.TransactionsCapped
+	deadline := time.Now().Add(testRetryFor)
+	var res *send.SingleResult
+	var err error
+	for pause := 2 * time.Second; ; pause = min(2*pause, 15*time.Second) {
+		res, err = send.SendSingle(ctx, &cfg, single)
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		if err != nil || res.State != send.StateDeferred || !usedUp || time.Now().Add(pause).After(deadline) {
+			break
+		}
+		w.say("The relay answered %q: the measurement used up its allowance. Trying again in %s…", res.Reply, pause)
+		select {
+		case <-ctx.Done():
+			return errStopped
+		case <-time.After(pause):
+		}
 	}
 	f := advisor.Finding{Topic: "test"}
 	switch {

@@ -232,6 +232,32 @@ func TestLabWizardYes(t *testing.T) {
 	checkWizardResult(t, l, dir, "auto.toml", env)
 }
 
+// TestLabWizardAfterMeasure: a measurement shorter than the relay's window
+// leaves its allowance used up, so the relay defers the test message; the
+// wizard says why and tries again until the window ends, instead of ending
+// on a deferral it caused itself.
+func TestLabWizardAfterMeasure(t *testing.T) {
+	l := lab.Start(t, lab.Options{RelayConnLimit: 3, RelayMsgRateLimit: 5, RelayRateWindow: 10 * time.Second})
+	if err := l.Filter("127.0.0.0/8", 25); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	env := []string{"LAB_PW=" + lab.RelayPassword}
+	args := append([]string{"--to", lab.AlphaDomain, "--timeout", "2s", "--tls-ca", l.CAFile, "--measure-time", "2s"}, labIdentity...)
+	r := wizardPiped(t, l, dir, "", env, append(args, "--yes", "--from", lab.RelayUser, "--relay", lab.RelayHost,
+		"--password-env", "LAB_PW", "--test-to", testAddr, "--write", "m.toml")...)
+	t.Logf("wizard after a short measurement: exit %d in %s\n%s\n%s", r.code, r.took, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	for _, want := range []string{"used up its allowance. Trying again in", "Accepted by the relay"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q", want)
+		}
+	}
+	checkWizardResult(t, l, dir, "m.toml", env)
+}
+
 // TestLabWizardDirect: port 25 open and this machine's address with a
 // forward-confirmed name and no listing: the wizard recommends direct
 // delivery and its test message goes straight to the lab MX.
