@@ -1,7 +1,6 @@
 package send
 
 import (
-	"io"
 	"strings"
 )
 
@@ -101,22 +100,7 @@ func (d *dupFilter) duplicates(path string, opt ListOptions, found func(line, fi
 // eachGood calls fn with every good row (duplicates not yet known), without
 // its fields: the passes before sending need only the address.
 func eachGood(path string, opt ListOptions, fn func(*Recipient)) error {
-	r, err := openList(path, opt, nil)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	r.lean = true
-	for {
-		rc, err := r.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fn(rc)
-	}
+	return eachGoodAndBad(path, opt, fn, nil)
 }
 
 // addrHash is the identity of a mailbox for duplicate detection. Case is

@@ -305,8 +305,8 @@ func dupReason(first int, addr string) string {
 	return fmt.Sprintf("duplicate of line %d (%s)", first, addr)
 }
 
-// eachGoodAndBad is the validation pass: fn sees every good row (without
-// its fields), and st gets the header and every bad row.
+// eachGoodAndBad is a pass before sending: fn sees every good row (without
+// its fields), and st, if not nil, gets the header and every bad row.
 func eachGoodAndBad(path string, opt ListOptions, fn func(*Recipient), st *ListStats) error {
 	r, err := openList(path, opt, nil)
 	if err != nil {
@@ -314,11 +314,13 @@ func eachGoodAndBad(path string, opt ListOptions, fn func(*Recipient), st *ListS
 	}
 	defer r.Close()
 	r.lean = true
-	st.Header = r.header
-	r.onBad = func(b BadRow) {
-		st.BadCount++
-		if len(st.Bad) < maxBadRows {
-			st.Bad = append(st.Bad, b)
+	if st != nil {
+		st.Header = r.header
+		r.onBad = func(b BadRow) {
+			st.BadCount++
+			if len(st.Bad) < maxBadRows {
+				st.Bad = append(st.Bad, b)
+			}
 		}
 	}
 	for {
