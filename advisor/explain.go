@@ -68,7 +68,8 @@ func Explain(rep *probe.Report) []Finding {
 	return out
 }
 
-// mxState is what one MX host's best endpoint says, best first.
+// mxState is what one MX host's best endpoint says, best first: the
+// groups of probe.Rank, whose order it keeps.
 type mxState int
 
 const (
@@ -81,40 +82,12 @@ const (
 	mxError
 )
 
-func stateOf(e *probe.Endpoint) mxState {
-	switch {
-	case e.Usable() && e.Verdict == probe.Open:
-		return mxUsable
-	case e.Verdict == probe.Intercepted:
-		return mxIntercepted
-	case e.Verdict == probe.Open:
-		return mxTalks
-	case e.Verdict == probe.Refused:
-		return mxRefused
-	case e.Verdict == probe.Unreachable:
-		return mxUnreachable
-	case e.Verdict == probe.Filtered:
-		return mxFiltered
-	}
-	return mxError
-}
+func stateOf(e *probe.Endpoint) mxState { return mxState(probe.Rank(e)) }
 
 // explainPort25 says what port 25 did, judging each MX host by its best
 // address (no IPv6 route must not hide a working IPv4 one).
 func explainPort25(rep *probe.Report) []Finding {
-	var hosts []string
-	best := map[string]*probe.Endpoint{}
-	for _, d := range rep.Domains {
-		for _, e := range d.Ends {
-			b, ok := best[e.Host]
-			if !ok {
-				hosts = append(hosts, e.Host)
-			}
-			if !ok || stateOf(e) < stateOf(b) {
-				best[e.Host] = e
-			}
-		}
-	}
+	hosts, best := rep.BestPerMXHost()
 	if len(hosts) == 0 {
 		return nil
 	}

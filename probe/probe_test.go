@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/smtpx"
 )
 
 func run(t *testing.T, p *Prober, req Request) *Report {
@@ -232,3 +233,34 @@ func TestOfflineEndsFast(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestBestPerMXHost: a host is judged by its best address, and hosts keep
+// the report's order.
+func TestBestPerMXHost(t *testing.T) {
+	ok220 := &smtpx.Reply{Code: 220}
+	ends := func(host string, vs ...*Endpoint) []*Endpoint {
+		for _, e := range vs {
+			e.Host = host
+		}
+		return vs
+	}
+	rep := &Report{Domains: []*Domain{
+		{Name: "a.example", Ends: ends("mx.a.example",
+			&Endpoint{Verdict: Unreachable, Addr: "[2001:db8::1]:25"},
+			&Endpoint{Verdict: Open, Banner: ok220, Addr: "192.0.2.1:25"})},
+		{Name: "b.example", Ends: ends("mx.b.example",
+			&Endpoint{Verdict: Open, Banner: &smtpx.Reply{Code: 554}, Problem: "554 go away"},
+			&Endpoint{Verdict: Intercepted, Banner: ok220},
+			&Endpoint{Verdict: Filtered})},
+		{Name: "c.example", Ends: ends("mx.c.example", &Endpoint{Verdict: Filtered}, &Endpoint{Verdict: Refused})},
+	}}
+	hosts, best := rep.BestPerMXHost()
+	if strings.Join(hosts, " ") != "mx.a.example mx.b.example mx.c.example" {
+		t.Fatalf("hosts %v", hosts)
+	}
+	for host, want := range map[string]Verdict{"mx.a.example": Open, "mx.b.example": Intercepted, "mx.c.example": Refused} {
+		if got := best[host].Verdict; got != want {
+			t.Errorf("%s: best %s, want %s", host, got, want)
+		}
+	}
+}

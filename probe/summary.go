@@ -7,9 +7,29 @@ import (
 	"strings"
 )
 
-// verdictRank orders verdicts so a host with several addresses is judged by
-// its best one (an IPv6 address without a route must not hide an open IPv4).
-var verdictRank = map[Verdict]int{Open: 0, Intercepted: 1, Refused: 2, Unreachable: 3, Filtered: 4, Failed: 5}
+// Rank orders endpoints from the most useful (0) down, so that a host with
+// several addresses is judged by its best one (an IPv6 address without a
+// route must not hide an open IPv4 one): open and usable, intercepted, open
+// but not usable (a refusing greeting), refused, unreachable, filtered,
+// failed. Intercepted ranks above a refusing greeting: it tells more about
+// the network.
+func Rank(e *Endpoint) int {
+	switch {
+	case e.Verdict == Open && e.Usable():
+		return 0
+	case e.Verdict == Intercepted:
+		return 1
+	case e.Verdict == Open:
+		return 2
+	case e.Verdict == Refused:
+		return 3
+	case e.Verdict == Unreachable:
+		return 4
+	case e.Verdict == Filtered:
+		return 5
+	}
+	return 6
+}
 
 // meaning is what each port-25 verdict says about this network, in words.
 var meaning = map[Verdict]string{
@@ -75,16 +95,17 @@ func domainProblem(d *Domain) string {
 	return fmt.Sprintf("DNS look-up of %s failed: %s.", d.Name, d.DNSError.Message)
 }
 
-// hostVerdicts returns each MX host's best verdict, hosts in report order.
-func hostVerdicts(rep *Report) (hosts []string, best map[string]*Endpoint) {
+// BestPerMXHost returns the MX hosts probed, in report order, each with its
+// best endpoint by Rank.
+func (r *Report) BestPerMXHost() (hosts []string, best map[string]*Endpoint) {
 	best = map[string]*Endpoint{}
-	for _, d := range rep.Domains {
+	for _, d := range r.Domains {
 		for _, e := range d.Ends {
 			b, ok := best[e.Host]
 			if !ok {
 				hosts = append(hosts, e.Host)
 			}
-			if !ok || verdictRank[e.Verdict] < verdictRank[b.Verdict] {
+			if !ok || Rank(e) < Rank(b) {
 				best[e.Host] = e
 			}
 		}
@@ -93,7 +114,7 @@ func hostVerdicts(rep *Report) (hosts []string, best map[string]*Endpoint) {
 }
 
 func mxSummary(rep *Report) string {
-	hosts, best := hostVerdicts(rep)
+	hosts, best := rep.BestPerMXHost()
 	if len(hosts) == 0 {
 		return ""
 	}
