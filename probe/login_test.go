@@ -402,16 +402,3 @@ func TestChooseMechanism(t *testing.T) {
 		}
 	}
 }
-
-func TestReplyError(t *testing.T) {
-	e := replyError(535, "5.7.8 Error: authentication failed:\n5.7.8 try again")
-	if e.Code != 535 || e.EnhancedCode != (smtp.EnhancedCode{5, 7, 8}) || e.Message != "Error: authentication failed:\ntry again" {
-		t.Errorf("%+v", e)
-	}
-	if e := replyError(421, "smtp.relay.test Error: too many connections"); e.EnhancedCode != smtp.NoEnhancedCode || e.Message != "smtp.relay.test Error: too many connections" {
-		t.Errorf("%+v", e)
-	}
-	if e := replyError(450, "5.7.1 mismatched class"); e.EnhancedCode != smtp.NoEnhancedCode {
-		t.Errorf("an enhanced code of another class is text: %+v", e)
-	}
-}

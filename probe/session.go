@@ -3,13 +3,11 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/textproto"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -177,7 +175,7 @@ func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error 
 // how a server turns a session away.
 func (s *relaySession) greeting() *smtpx.Error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
-	code, msg, err := s.text.ReadResponse(0)
+	code, msg, err := smtpx.ReadReply(s.text.R)
 	if err != nil {
 		s.broken = true
 		return smtpx.Classify("greeting", err)
@@ -198,23 +196,7 @@ func (s *relaySession) hello() *smtpx.Error {
 	if code != 250 {
 		return smtpx.Classify("EHLO", replyError(code, msg))
 	}
-	s.ext = map[string]string{}
-	lines := strings.Split(msg, "\n")
-	for _, l := range lines[1:] {
-		kw, param, _ := strings.Cut(strings.TrimSpace(l), " ")
-		kw = strings.ToUpper(kw)
-		// "AUTH=LOGIN PLAIN" is how some old servers (and Outlook-era
-		// clients' expectations) spell the AUTH line.
-		if rest, ok := strings.CutPrefix(kw, "AUTH="); ok {
-			if _, has := s.ext["AUTH"]; !has {
-				s.ext["AUTH"] = strings.TrimSpace(rest + " " + param)
-			}
-			continue
-		}
-		if kw != "" {
-			s.ext[kw] = param
-		}
-	}
+	s.ext = smtpx.EHLOCapabilities(msg)
 	s.offered = mechanisms(s.ext["AUTH"])
 	return nil
 }
@@ -228,7 +210,7 @@ func (s *relaySession) cmd(format string, args ...any) (code int, msg string, rt
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
 	t := time.Now()
 	if err = s.text.PrintfLine(format, args...); err == nil {
-		code, msg, err = s.text.ReadResponse(0)
+		code, msg, err = smtpx.ReadReply(s.text.R)
 	}
 	rtt = time.Since(t)
 	switch {
@@ -256,53 +238,24 @@ func (s *relaySession) expect(verb string, want int, format string, args ...any)
 	return rtt, nil
 }
 
-// auth runs the SASL exchange of RFC 4954 §4 with the chosen mechanism.
-// The secret only ever goes out base64-encoded in a command line; nothing
-// that is kept (errors, transcript, timings) contains a line we sent.
+// auth runs the SASL exchange of RFC 4954 §4 with the chosen mechanism
+// (smtpx.Authenticate: nothing kept contains a line we sent).
 func (s *relaySession) auth(cred Credentials) *smtpx.Error {
 	mech, err := chooseMechanism(cred.Mechanism, s.offered, s.tls)
 	if err != nil {
 		return err
 	}
 	s.mech = mech
-	client := saslClient(mech, cred)
+	client, cerr := smtpx.SASLClient(mech, cred.User, cred.Secret)
+	if cerr != nil {
+		return &smtpx.Error{Command: "AUTH", Permanent: true, Message: cerr.Error()}
+	}
 	t := time.Now()
 	defer func() { s.setupAuth = time.Since(t) }()
-
-	name, ir, serr := client.Start()
-	if serr != nil {
-		return &smtpx.Error{Command: "AUTH", Permanent: true, Message: serr.Error()}
-	}
-	line := "AUTH " + name
-	if ir != nil {
-		// RFC 4954 §4: an empty initial response is sent as "=".
-		enc := base64.StdEncoding.EncodeToString(ir)
-		if enc == "" {
-			enc = "="
-		}
-		line += " " + enc
-	}
-	code, msg, _, cerr := s.cmd("%s", line)
-	for cerr == nil && code == 334 {
-		var resp []byte
-		challenge, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(msg))
-		if derr == nil {
-			resp, derr = client.Next(challenge)
-		}
-		if derr != nil {
-			// RFC 4954 §4: "*" cancels the exchange; the server answers 501.
-			_, _, _, _ = s.cmd("*")
-			return &smtpx.Error{Command: "AUTH", Permanent: true, Message: "AUTH " + mech + " cancelled: the server's challenge was not understood (" + derr.Error() + ")"}
-		}
-		code, msg, _, cerr = s.cmd("%s", base64.StdEncoding.EncodeToString(resp))
-	}
-	if cerr != nil {
-		return smtpx.Classify("AUTH", cerr)
-	}
-	if code != 235 {
-		return smtpx.Classify("AUTH", replyError(code, msg))
-	}
-	return nil
+	return smtpx.Authenticate(func(line string) (int, string, error) {
+		code, msg, _, err := s.cmd("%s", line)
+		return code, msg, err
+	}, client)
 }
 
 // Close says QUIT (RFC 5321 §4.1.1.10) and waits briefly for the server to
@@ -317,7 +270,7 @@ func (s *relaySession) Close() {
 		wait := min(s.timeout, 2*time.Second)
 		_ = s.conn.SetDeadline(time.Now().Add(wait))
 		if s.text.PrintfLine("QUIT") == nil {
-			if _, _, err := s.text.ReadResponse(0); err == nil {
+			if _, _, err := smtpx.ReadReply(s.text.R); err == nil {
 				_, _ = io.Copy(io.Discard, s.text.R)
 			}
 		}
@@ -327,43 +280,8 @@ func (s *relaySession) Close() {
 	_ = s.raw.Close()
 }
 
-// replyError makes a server reply into go-smtp's error type, with the RFC
-// 3463 enhanced status code taken off the front of each line.
-func replyError(code int, msg string) *smtp.SMTPError {
-	e := &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode}
-	lines := strings.Split(msg, "\n")
-	if first, _, ok := strings.Cut(lines[0], " "); ok {
-		if ec, ok := parseEnhanced(first, code); ok {
-			e.EnhancedCode = ec
-			for i, l := range lines {
-				lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, first), " ")
-			}
-		}
-	}
-	e.Message = strings.Join(lines, "\n")
-	return e
-}
-
-// parseEnhanced reads "5.7.8": class, subject, detail (RFC 3463 §2), whose
-// class must agree with the reply code's first digit.
-func parseEnhanced(s string, code int) (smtp.EnhancedCode, bool) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 {
-		return smtp.EnhancedCode{}, false
-	}
-	var ec smtp.EnhancedCode
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 {
-			return smtp.EnhancedCode{}, false
-		}
-		ec[i] = n
-	}
-	if ec[0] != code/100 {
-		return smtp.EnhancedCode{}, false
-	}
-	return ec, true
-}
+// replyError is smtpx.ReplyError, short for the call sites.
+func replyError(code int, msg string) *smtp.SMTPError { return smtpx.ReplyError(code, msg) }
 
 // failedAt names the step a failed session stopped at, for evidence lines.
 func failedAt(e *smtpx.Error) string {

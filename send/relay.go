@@ -2,11 +2,8 @@ package send
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/md5"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -62,18 +59,11 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 				return nil, err
 			}
 			user := r.Username
-			switch mech {
-			case "plain":
-				t.spec.Auth = func() (sasl.Client, error) { return sasl.NewPlainClient("", user, secret), nil }
-			case "login":
-				t.spec.Auth = func() (sasl.Client, error) { return sasl.NewLoginClient(user, secret), nil }
-			case "cram-md5":
-				t.spec.Auth = func() (sasl.Client, error) { return &cramMD5{user: user, secret: secret}, nil }
-			case "xoauth2":
-				t.spec.Auth = func() (sasl.Client, error) { return &xoauth2{user: user, token: secret}, nil }
-			default:
-				return nil, fmt.Errorf("relay %s: auth %q is not supported (plain, login, cram-md5, xoauth2)", r.Host, r.Auth)
+			if _, err := smtpx.SASLClient(mech, user, secret); err != nil {
+				return nil, fmt.Errorf("relay %s: %w", r.Host, err)
 			}
+			// A client per session: a SASL client keeps its state.
+			t.spec.Auth = func() (sasl.Client, error) { return smtpx.SASLClient(mech, user, secret) }
 		}
 		out = append(out, t)
 	}
@@ -278,29 +268,6 @@ func relayHint(se *smtpx.Error, relay string) string {
 	}
 	return "recipients not tried are sent by running the same command again"
 }
-
-// cramMD5 is the CRAM-MD5 SASL client (RFC 2195), which go-sasl lacks:
-// the reply is the user name and the HMAC-MD5 of the server's challenge.
-type cramMD5 struct{ user, secret string }
-
-func (c *cramMD5) Start() (string, []byte, error) { return "CRAM-MD5", nil, nil }
-
-func (c *cramMD5) Next(challenge []byte) ([]byte, error) {
-	h := hmac.New(md5.New, []byte(c.secret))
-	h.Write(challenge)
-	return []byte(c.user + " " + hex.EncodeToString(h.Sum(nil))), nil
-}
-
-// xoauth2 is Google's and Microsoft's XOAUTH2 SASL client: the secret is
-// an OAuth access token. On failure the server sends a JSON challenge, to
-// which the answer is empty (the server then replies 535).
-type xoauth2 struct{ user, token string }
-
-func (x *xoauth2) Start() (string, []byte, error) {
-	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
-}
-
-func (x *xoauth2) Next([]byte) ([]byte, error) { return []byte{}, nil }
 
 // sleep waits d, or less if the run is stopped; it reports whether the
 // full wait happened.

@@ -2,16 +2,11 @@ package send
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
-	"net/textproto"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -106,9 +101,6 @@ const maxIdle = 60 * time.Second
 // §4.5.3.1.5 allows 512 octets; go-smtp's client allows 2000. A server
 // sending an endless line gets a protocol error, not our memory.
 const maxLine = 4096
-
-// maxReplyLines bounds a multi-line reply; an EHLO reply has a dozen lines.
-const maxReplyLines = 100
 
 // dial opens a session: TCP, TLS as the spec says, EHLO, AUTH. Every error
 // is an *smtpx.Error; a failed TLS handshake also wraps errTLSHandshake.
@@ -243,11 +235,7 @@ func (s *session) hello() error {
 	case code != 250:
 		return smtpx.Classify("EHLO", replyError(code, msg))
 	default:
-		lines := strings.Split(msg, "\n")
-		for _, l := range lines[1:] {
-			kw, param, _ := strings.Cut(strings.TrimSpace(l), " ")
-			s.ext[strings.ToUpper(kw)] = param
-		}
+		s.ext = smtpx.EHLOCapabilities(msg)
 	}
 	_, s.pipelining = s.ext["PIPELINING"]
 	_, s.utf8 = s.ext["SMTPUTF8"]
@@ -267,38 +255,8 @@ func (s *session) auth() error {
 	if err != nil {
 		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
 	}
-	mech, ir, err := a.Start()
-	if err != nil {
-		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
-	}
-	line := "AUTH " + mech
-	if ir != nil {
-		// RFC 4954 §4: an empty initial response is sent as "=".
-		enc := base64.StdEncoding.EncodeToString(ir)
-		if enc == "" {
-			enc = "="
-		}
-		line += " " + enc
-	}
-	code, msg, err := s.cmd(line)
-	for err == nil && code == 334 {
-		var resp []byte
-		challenge, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(msg))
-		if derr == nil {
-			resp, derr = a.Next(challenge)
-		}
-		if derr != nil {
-			// RFC 4954 §4: "*" cancels the exchange; the server answers 501.
-			_, _, _ = s.cmd("*")
-			return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "AUTH " + mech + " cancelled: " + derr.Error(), Err: derr}
-		}
-		code, msg, err = s.cmd(base64.StdEncoding.EncodeToString(resp))
-	}
-	if err != nil {
-		return smtpx.Classify("AUTH", err)
-	}
-	if code != 235 {
-		return smtpx.Classify("AUTH", replyError(code, msg))
+	if err := smtpx.Authenticate(s.cmd, a); err != nil {
+		return err
 	}
 	return nil
 }
@@ -353,87 +311,11 @@ func (s *session) cmd(line string) (int, string, error) {
 	return code, msg, err
 }
 
-// readReply reads one reply (RFC 5321 §4.2): its code and its text, the
-// lines of a multi-line reply joined with newlines.
-func (s *session) readReply() (int, string, error) {
-	var code int
-	var text []byte
-	for n := 0; ; n++ {
-		line, err := s.r.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				err = textproto.ProtocolError("a reply line longer than " + strconv.Itoa(maxLine) + " bytes")
-			}
-			return 0, "", err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		c, ok := replyCode(line)
-		if !ok || n >= maxReplyLines || (n > 0 && c != code) {
-			return 0, "", textproto.ProtocolError(fmt.Sprintf("%.100q", line))
-		}
-		code = c
-		more := len(line) > 3 && line[3] == '-'
-		rest := line[min(4, len(line)):]
-		if n == 0 && !more {
-			return code, string(rest), nil
-		}
-		if n > 0 {
-			text = append(text, '\n')
-		}
-		text = append(text, rest...)
-		if !more {
-			return code, string(text), nil
-		}
-	}
-}
+// readReply reads one reply (see smtpx.ReadReply).
+func (s *session) readReply() (int, string, error) { return smtpx.ReadReply(s.r) }
 
-// replyCode reads the three digits that start a reply line, followed by
-// nothing, a space or a hyphen (RFC 5321 §4.2).
-func replyCode(line []byte) (int, bool) {
-	if len(line) < 3 || (len(line) > 3 && line[3] != ' ' && line[3] != '-') {
-		return 0, false
-	}
-	code := 0
-	for _, c := range line[:3] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		code = code*10 + int(c-'0')
-	}
-	return code, code >= 200 && code < 600
-}
-
-// replyError makes a server reply into go-smtp's error type, which smtpx
-// classifies, with the RFC 3463 enhanced status code taken off the front of
-// each line.
-func replyError(code int, msg string) *smtp.SMTPError {
-	e := &smtp.SMTPError{Code: code, EnhancedCode: smtp.NoEnhancedCode, Message: msg}
-	first, _, ok := strings.Cut(msg, " ")
-	if !ok {
-		return e
-	}
-	p := strings.Split(first, ".")
-	if len(p) != 3 {
-		return e
-	}
-	var ec smtp.EnhancedCode
-	for i := range p {
-		n, err := strconv.Atoi(p[i])
-		if err != nil || n < 0 || n > 999 {
-			return e
-		}
-		ec[i] = n
-	}
-	if ec[0] != code/100 {
-		return e
-	}
-	lines := strings.Split(msg, "\n")
-	for i, l := range lines {
-		lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, first), " ")
-	}
-	e.EnhancedCode, e.Message = ec, strings.Join(lines, "\n")
-	return e
-}
+// replyError is smtpx.ReplyError, short for the many call sites.
+func replyError(code int, msg string) *smtp.SMTPError { return smtpx.ReplyError(code, msg) }
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -71,16 +71,32 @@ func splitLine(line string) (code int, more bool, text string, ok bool) {
 
 // Capabilities parses an EHLO reply (RFC 5321 §4.1.1.1): the first line is
 // the server's greeting name, every further line a keyword and parameters.
-// Keywords come back upper-cased.
+// Keywords come back upper-cased. "AUTH=LOGIN PLAIN", the spelling of some
+// old servers, counts as AUTH when there is no AUTH line.
 func Capabilities(r Reply) map[string]string {
 	caps := map[string]string{}
+	var authEq string
 	for _, l := range r.Lines[min(1, len(r.Lines)):] {
 		kw, param, _ := strings.Cut(strings.TrimSpace(l), " ")
+		kw = strings.ToUpper(kw)
+		if rest, ok := strings.CutPrefix(kw, "AUTH="); ok {
+			authEq = strings.TrimSpace(rest + " " + param)
+			continue
+		}
 		if kw != "" {
-			caps[strings.ToUpper(kw)] = param
+			caps[kw] = param
 		}
 	}
+	if _, ok := caps["AUTH"]; !ok && authEq != "" {
+		caps["AUTH"] = authEq
+	}
 	return caps
+}
+
+// EHLOCapabilities is Capabilities of an EHLO reply's text as ReadReply
+// returns it.
+func EHLOCapabilities(text string) map[string]string {
+	return Capabilities(Reply{Lines: strings.Split(text, "\n")})
 }
 
 // GreetingHost is the first word of a 220 greeting or EHLO reply: by RFC
