@@ -2,6 +2,7 @@ package smtpx
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"net/textproto"
@@ -142,4 +143,26 @@ func TestAuthenticate(t *testing.T) {
 	if _, err := SASLClient("GSSAPI", "u", "p"); err == nil {
 		t.Error("an unknown mechanism was accepted")
 	}
+}
+
+// FuzzReadReply holds ReadReply to ParseReplies, the transcript parser:
+// where ReadReply reads a reply, ParseReplies finds the same code and text
+// at the start of the same bytes.
+func FuzzReadReply(f *testing.F) {
+	for _, s := range []string{"250 ok\r\n", "250-a\r\n250 b\r\n", "220\n", "250-a\r\n251 b\r\n", "550 5.1.1 no\r\nrest", "2500\r\n", "250-\r\n250 \r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		code, text, err := ReadReply(bufio.NewReaderSize(bytes.NewReader(b), 512))
+		if err != nil {
+			return
+		}
+		if code < 200 || code > 599 || strings.Count(text, "\n") >= MaxReplyLines {
+			t.Fatalf("%q: code %d, %d lines", b, code, strings.Count(text, "\n")+1)
+		}
+		rs := ParseReplies(b)
+		if len(rs) == 0 || rs[0].Code != code || rs[0].Text() != text {
+			t.Fatalf("%q: ReadReply %d %q, ParseReplies %+v", b, code, text, rs)
+		}
+	})
 }
