@@ -16,52 +16,21 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/testpki"
 )
 
-// fakeDNS serves records from zone-file lines on 127.0.0.1:0 (UDP). Names
-// listed in servfail answer SERVFAIL; unknown names NXDOMAIN.
+// fakeDNS serves zone-file lines on 127.0.0.1. Names listed in servfail
+// answer SERVFAIL; unknown names NXDOMAIN.
 func fakeDNS(t *testing.T, servfail []string, lines ...string) *resolve.Resolver {
 	t.Helper()
-	recs := map[string][]dns.RR{}
-	names := map[string]bool{}
-	for _, l := range lines {
-		rr, err := dns.NewRR(l)
-		if err != nil {
-			t.Fatalf("bad RR %q: %v", l, err)
-		}
-		h := rr.Header()
-		key := strings.ToLower(h.Name) + "|" + dns.TypeToString[h.Rrtype]
-		recs[key] = append(recs[key], rr)
-		names[strings.ToLower(h.Name)] = true
-	}
-	fail := map[string]bool{}
+	srv := dnstest.Start(t, dnstest.Zone{})
+	srv.Add(lines...)
 	for _, n := range servfail {
-		fail[dns.Fqdn(n)] = true
+		srv.SetRcode(n, dns.RcodeServerFailure)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		name := strings.ToLower(q.Name)
-		switch {
-		case fail[name]:
-			m.Rcode = dns.RcodeServerFailure
-		case !names[name]:
-			m.Rcode = dns.RcodeNameError
-		default:
-			m.Answer = recs[name+"|"+dns.TypeToString[q.Qtype]]
-		}
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	res, err := resolve.New(pc.LocalAddr().String())
+	res, err := resolve.New(srv.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

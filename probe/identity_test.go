@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailroute/mailroute/internal/dnstest"
 )
 
 // The fake DNS server plays the echo service, the reverse zone, the
@@ -120,7 +122,7 @@ func TestIdentityEcho(t *testing.T) {
 		}
 	})
 	t.Run("falls back to the second service, named by host", func(t *testing.T) {
-		dead := closedUDPPort(t)
+		dead := dnstest.ClosedPort(t)
 		res := fakeDNS(t, nil, echoA, ptrHost, fwdHost, "ns.echo.test. 60 IN A 127.0.0.1")
 		_, port, _ := net.SplitHostPort(res.Servers[0])
 		p := &Prober{Resolver: res, Timeout: 2 * time.Second}
@@ -135,11 +137,11 @@ func TestIdentityEcho(t *testing.T) {
 	})
 	t.Run("offline: unknown, quickly", func(t *testing.T) {
 		res := fakeDNS(t, nil)
-		res.Servers = []string{closedUDPPort(t)}
+		res.Servers = []string{dnstest.ClosedPort(t)}
 		p := &Prober{Resolver: res, Timeout: 2 * time.Second}
 		start := time.Now()
 		id := p.Identity(context.Background(), IdentityOptions{Echo: []EchoService{
-			{Name: "myip.test", Type: dns.TypeA, Server: closedUDPPort(t)},
+			{Name: "myip.test", Type: dns.TypeA, Server: dnstest.ClosedPort(t)},
 			{Name: "myip.test", Type: dns.TypeA, Server: "ns.echo.test"}, // needs the (dead) resolver
 		}})
 		if took := time.Since(start); took > time.Second {
@@ -150,7 +152,7 @@ func TestIdentityEcho(t *testing.T) {
 		}
 	})
 	t.Run("silent servers: bounded by the context", func(t *testing.T) {
-		silent := silentUDP(t)
+		silent, _ := dnstest.Silent(t)
 		res := fakeDNS(t, nil)
 		p := &Prober{Resolver: res, Timeout: 2 * time.Second}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -192,36 +194,4 @@ func TestDNSBLName(t *testing.T) {
 			t.Errorf("isSpamhaus(%s) != %v", zone, want)
 		}
 	}
-}
-
-// closedUDPPort is 127.0.0.1:port where nothing listens: queries to it fail
-// at once (ICMP port unreachable), like an offline machine's.
-func closedUDPPort(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr
-}
-
-// silentUDP reads queries and never answers: a filtered DNS server.
-func silentUDP(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
 }

@@ -12,27 +12,31 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
 )
 
 // directMailing is a direct-mode mailing whose resolver is the fake DNS
 // and whose MX port is the fake server's.
-func directMailing(t *testing.T, f *fakeServer, d *fakeDNS, rcpts ...string) *mailing {
+func directMailing(t *testing.T, f *fakeServer, d *dnstest.Server, rcpts ...string) *mailing {
 	m := newMailing(t, f.addr, rcpts...)
 	m.cfg.Mode = ModeDirect
 	m.cfg.Relay = nil
-	m.cfg.Resolver = d.addr
+	m.cfg.Resolver = d.Addr
 	m.cfg.Direct.Port = f.port
 	m.cfg.Threads = 4
 	return m
 }
 
-func mxTo(d *fakeDNS, domain string, hosts ...string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// newFakeDNS is an empty fake resolver on 127.0.0.1; tests fill it with
+// mxTo, Add and SetRcode.
+func newFakeDNS(t *testing.T) *dnstest.Server { return dnstest.Start(t, dnstest.Zone{}) }
+
+// mxTo gives domain one MX per host, preferences 10, 20, …, in that order,
+// every host at 127.0.0.1 (where the fake SMTP server listens).
+func mxTo(d *dnstest.Server, domain string, hosts ...string) {
 	for i, h := range hosts {
-		d.mx[domain] = append(d.mx[domain], &dns.MX{Preference: uint16(10 * (i + 1)), Mx: h + "."})
-		d.a[h] = "127.0.0.1"
+		d.Add(fmt.Sprintf("%s. 60 IN MX %d %s.", domain, 10*(i+1), h), h+". 60 IN A 127.0.0.1")
 	}
 }
 
@@ -40,10 +44,8 @@ func TestDirectOutcomesByDNS(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	d := newFakeDNS(t)
 	mxTo(d, "ok.test", "mx.ok.test")
-	d.mu.Lock()
-	d.servfail["servfail.test"] = true
-	d.mx["null.test"] = []*dns.MX{{Preference: 0, Mx: "."}}
-	d.mu.Unlock()
+	d.SetRcode("servfail.test", dns.RcodeServerFailure)
+	d.Add("null.test. 60 IN MX 0 .")
 	m := directMailing(t, f, d, "a@ok.test", "b@servfail.test", "c@null.test", "d@nx.test", "e@ok.test")
 	m.cfg.Retry.Attempts = 1
 	rep, err := m.run(t)

@@ -23,7 +23,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -264,64 +263,6 @@ func testCert(t testing.TB, dir string) (*tls.Config, string) {
 		t.Fatal(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, caPath
-}
-
-// fakeDNS is an in-process DNS server on 127.0.0.1 answering from a table.
-type fakeDNS struct {
-	addr string
-	mu   sync.Mutex // the tables are filled by the test while the server runs
-	// mx: domain → MX answer; a name in servfail or nxdomain gets that rcode.
-	mx       map[string][]*dns.MX
-	a        map[string]string
-	servfail map[string]bool
-}
-
-func newFakeDNS(t testing.TB) *fakeDNS {
-	d := &fakeDNS{mx: map[string][]*dns.MX{}, a: map[string]string{}, servfail: map[string]bool{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(d.serve)}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return d
-}
-
-func (d *fakeDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	q := req.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	known := false
-	if _, ok := d.mx[name]; ok {
-		known = true
-	}
-	if _, ok := d.a[name]; ok {
-		known = true
-	}
-	switch {
-	case d.servfail[name]:
-		m.Rcode = dns.RcodeServerFailure
-	case !known:
-		m.Rcode = dns.RcodeNameError
-	case q.Qtype == dns.TypeMX:
-		for _, mx := range d.mx[name] {
-			rr := *mx
-			rr.Hdr = dns.RR_Header{Name: q.Name, Rrtype: dns.TypeMX, Class: dns.ClassINET, Ttl: 60}
-			m.Answer = append(m.Answer, &rr)
-		}
-	case q.Qtype == dns.TypeA && d.a[name] != "":
-		m.Answer = append(m.Answer, &dns.A{
-			Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-			A:   net.ParseIP(d.a[name]),
-		})
-	}
-	_ = w.WriteMsg(m)
 }
 
 // mailing is a test mailing: a list, a template and a config in a temp dir.

@@ -70,10 +70,8 @@ func TestDryRunDirect(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	d := newFakeDNS(t)
 	mxTo(d, "ok.test", "mx.ok.test")
-	d.mu.Lock()
-	d.mx["null.test"] = []*dns.MX{{Preference: 0, Mx: "."}}
-	d.servfail["broken.test"] = true
-	d.mu.Unlock()
+	d.Add("null.test. 60 IN MX 0 .")
+	d.SetRcode("broken.test", dns.RcodeServerFailure)
 	m := directMailing(t, f, d, "a@ok.test", "b@ok.test", "c@null.test", "d@broken.test")
 	m.opts.DryRun = true
 	rep, err := m.run(t)

@@ -10,11 +10,13 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailroute/mailroute/internal/dnstest"
 )
 
 // mailZone is a small world of mail domains under .example.
-var mailZone = zone{
-	records: map[string][]string{
+var mailZone = dnstest.Zone{
+	Records: map[string][]string{
 		"alpha.example. MX": {
 			"alpha.example. 300 IN MX 20 mx2.alpha.example.",
 			"alpha.example. 300 IN MX 10 MX1.alpha.example.",
@@ -47,7 +49,7 @@ var mailZone = zone{
 		"broken.example. MX":         {"broken.example. 300 IN MX 10 gone.broken.example.", "broken.example. 300 IN MX 20 noaddr.broken.example."},
 		"noaddr.broken.example. TXT": {"noaddr.broken.example. 300 IN TXT \"x\""},
 	},
-	rcodes: map[string]int{
+	Rcodes: map[string]int{
 		"fail.example.":     dns.RcodeServerFailure,
 		"mx.flaky.example.": dns.RcodeServerFailure,
 	},
@@ -59,10 +61,10 @@ func init() {
 	for i := range 12 {
 		host := fmt.Sprintf("mx%02d.many.example.", i)
 		many = append(many, fmt.Sprintf("many.example. 300 IN MX 10 %s", host))
-		mailZone.records[host+" A"] = []string{fmt.Sprintf("%s 300 IN A 192.0.2.%d", host, 100+i)}
+		mailZone.Records[host+" A"] = []string{fmt.Sprintf("%s 300 IN A 192.0.2.%d", host, 100+i)}
 	}
-	mailZone.records["many.example. MX"] = many
-	mailZone.records["flaky.example. MX"] = []string{"flaky.example. 300 IN MX 10 mx.flaky.example."}
+	mailZone.Records["many.example. MX"] = many
+	mailZone.Records["flaky.example. MX"] = []string{"flaky.example. 300 IN MX 10 mx.flaky.example."}
 }
 
 func hostNames(hosts []MX) []string {
@@ -74,7 +76,7 @@ func hostNames(hosts []MX) []string {
 }
 
 func TestMX(t *testing.T) {
-	srv := startServer(t, mailZone)
+	srv := dnstest.Start(t, mailZone)
 	tests := []struct {
 		domain   string
 		hosts    []string // "pref host"
@@ -135,7 +137,7 @@ func TestMX(t *testing.T) {
 }
 
 func TestMXMessages(t *testing.T) {
-	srv := startServer(t, mailZone)
+	srv := dnstest.Start(t, mailZone)
 	r := testResolver(srv.Addr)
 	_, err := r.MX(t.Context(), "bare.example")
 	if want := "lookup MX bare.example: domain has no MX and no address (A/AAAA) from " + srv.Addr; err == nil || err.Error() != want {
@@ -148,7 +150,7 @@ func TestMXMessages(t *testing.T) {
 }
 
 func TestMXAddrs(t *testing.T) {
-	srv := startServer(t, mailZone)
+	srv := dnstest.Start(t, mailZone)
 	r := testResolver(srv.Addr)
 	res, err := r.MX(t.Context(), "alpha.example")
 	if err != nil {
@@ -184,7 +186,7 @@ func TestMXAddrs(t *testing.T) {
 }
 
 func TestMXShuffleAndCap(t *testing.T) {
-	srv := startServer(t, mailZone)
+	srv := dnstest.Start(t, mailZone)
 	order := func(seed uint64) []string {
 		r := testResolver(srv.Addr)
 		r.Rand = rand.New(rand.NewPCG(seed, seed))
@@ -216,7 +218,11 @@ func TestShuffleKeepsPreferenceOrder(t *testing.T) {
 	r := &Resolver{Rand: rand.New(rand.NewPCG(3, 4))}
 	var rrs []dns.RR
 	for i, pref := range []int{30, 10, 20, 10, 30, 10, 20} {
-		rrs = append(rrs, mustRRs([]string{fmt.Sprintf("d.example. 1 IN MX %d h%d.example.", pref, i)})...)
+		rr, err := dns.NewRR(fmt.Sprintf("d.example. 1 IN MX %d h%d.example.", pref, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
 	}
 	for range 20 {
 		hosts, _, _ := sortMX(rrs)
@@ -228,7 +234,7 @@ func TestShuffleKeepsPreferenceOrder(t *testing.T) {
 }
 
 func TestAddrs(t *testing.T) {
-	srv := startServer(t, mailZone)
+	srv := dnstest.Start(t, mailZone)
 	r := testResolver(srv.Addr)
 	got, err := r.Addrs(t.Context(), "MX1.alpha.example")
 	want := []netip.Addr{netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::11")}
@@ -248,7 +254,7 @@ func TestAddrs(t *testing.T) {
 }
 
 func BenchmarkMX(b *testing.B) {
-	srv := startServer(b, mailZone)
+	srv := dnstest.Start(b, mailZone)
 	r := testResolver(srv.Addr)
 	b.ReportAllocs()
 	for b.Loop() {

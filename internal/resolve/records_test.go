@@ -7,9 +7,11 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/mailroute/mailroute/internal/dnstest"
 )
 
-var recordZone = zone{records: map[string][]string{
+var recordZone = dnstest.Zone{Records: map[string][]string{
 	"10.2.0.192.in-addr.arpa. PTR": {"10.2.0.192.in-addr.arpa. 300 IN PTR MX1.Alpha.Example."},
 	// RFC 2317 classless delegation: the PTR lives behind a CNAME.
 	"20.2.0.192.in-addr.arpa. CNAME":     {"20.2.0.192.in-addr.arpa. 300 IN CNAME 20.16-31.2.0.192.in-addr.arpa."},
@@ -39,7 +41,7 @@ var recordZone = zone{records: map[string][]string{
 }}
 
 func TestPTR(t *testing.T) {
-	srv := startServer(t, recordZone)
+	srv := dnstest.Start(t, recordZone)
 	r := testResolver(srv.Addr)
 	tests := []struct {
 		addr string
@@ -71,7 +73,7 @@ func TestPTR(t *testing.T) {
 }
 
 func TestTXT(t *testing.T) {
-	srv := startServer(t, recordZone)
+	srv := dnstest.Start(t, recordZone)
 	r := testResolver(srv.Addr)
 	got, err := r.TXT(t.Context(), "alpha.example")
 	want := []string{"v=spf1 ip4:192.0.2.0/24 -all", "hello"}
@@ -86,7 +88,7 @@ func TestTXT(t *testing.T) {
 }
 
 func TestSRV(t *testing.T) {
-	srv := startServer(t, recordZone)
+	srv := dnstest.Start(t, recordZone)
 	tests := []struct {
 		service, domain string
 		want            []string // "prio weight port target", or nil
@@ -126,7 +128,7 @@ func srvStrings(srvs []SRV) []string {
 }
 
 func TestSRVOrder(t *testing.T) {
-	srv := startServer(t, recordZone)
+	srv := dnstest.Start(t, recordZone)
 	counts := map[string]int{}
 	const runs = 400
 	for seed := range uint64(runs) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailroute/mailroute/internal/dnstest"
 )
 
 func TestNew(t *testing.T) {
@@ -96,7 +98,7 @@ func TestFromResolvConf(t *testing.T) {
 }
 
 func TestQuerySendsEDNS0AndRD(t *testing.T) {
-	srv := startServer(t, zone{records: map[string][]string{
+	srv := dnstest.Start(t, dnstest.Zone{Records: map[string][]string{
 		"alpha.example. A": {"alpha.example. 300 IN A 192.0.2.10"},
 	}})
 	reply, err := testResolver(srv.Addr).Query(t.Context(), "alpha.example", dns.TypeA)
@@ -110,7 +112,7 @@ func TestQuerySendsEDNS0AndRD(t *testing.T) {
 	if len(q) != 1 {
 		t.Fatalf("server saw %d queries, want 1", len(q))
 	}
-	m := q[0].msg
+	m := q[0].Msg
 	opt := m.IsEdns0()
 	switch {
 	case opt == nil:
@@ -123,7 +125,7 @@ func TestQuerySendsEDNS0AndRD(t *testing.T) {
 	if !m.RecursionDesired {
 		t.Error("RD bit not set")
 	}
-	if q[0].tcp {
+	if q[0].TCP {
 		t.Error("first query went over TCP")
 	}
 }
@@ -134,7 +136,7 @@ func TestQueryTruncatedRetriesOverTCP(t *testing.T) {
 	for i := range 40 {
 		big = append(big, fmt.Sprintf("big.example. 300 IN TXT \"%02d %s\"", i, strings.Repeat("x", 100)))
 	}
-	srv := startServer(t, zone{records: map[string][]string{"big.example. TXT": big}})
+	srv := dnstest.Start(t, dnstest.Zone{Records: map[string][]string{"big.example. TXT": big}})
 	reply, err := testResolver(srv.Addr).Query(t.Context(), "big.example.", dns.TypeTXT)
 	if err != nil {
 		t.Fatal(err)
@@ -146,18 +148,18 @@ func TestQueryTruncatedRetriesOverTCP(t *testing.T) {
 		t.Errorf("got %d answers (truncated %v), want all 40", len(reply.Msg.Answer), reply.Msg.Truncated)
 	}
 	q := srv.Queries()
-	if len(q) != 2 || q[0].tcp || !q[1].tcp {
+	if len(q) != 2 || q[0].TCP || !q[1].TCP {
 		t.Errorf("queries = %+v, want one UDP then one TCP", q)
 	}
 }
 
 func TestQueryServerFallback(t *testing.T) {
-	ok := zone{records: map[string][]string{"alpha.example. MX": {"alpha.example. 300 IN MX 10 mx.alpha.example."}}}
-	rc := func(code int) zone { return zone{rcodes: map[string]int{"alpha.example.": code}} }
-	silent := func(t *testing.T) string { a, _ := silentServer(t); return a }
-	closed := func(t *testing.T) string { return closedPort(t) }
-	serve := func(z zone) func(*testing.T) string {
-		return func(t *testing.T) string { return startServer(t, z).Addr }
+	ok := dnstest.Zone{Records: map[string][]string{"alpha.example. MX": {"alpha.example. 300 IN MX 10 mx.alpha.example."}}}
+	rc := func(code int) dnstest.Zone { return dnstest.Zone{Rcodes: map[string]int{"alpha.example.": code}} }
+	silent := func(t *testing.T) string { a, _ := dnstest.Silent(t); return a }
+	closed := func(t *testing.T) string { return dnstest.ClosedPort(t) }
+	serve := func(z dnstest.Zone) func(*testing.T) string {
+		return func(t *testing.T) string { return dnstest.Start(t, z).Addr }
 	}
 	tests := []struct {
 		name      string
@@ -206,7 +208,7 @@ func TestQueryServerFallback(t *testing.T) {
 }
 
 func TestQueryNXDOMAINIsAReply(t *testing.T) {
-	srv := startServer(t, zone{})
+	srv := dnstest.Start(t, dnstest.Zone{})
 	reply, err := testResolver(srv.Addr).Query(t.Context(), "nope.example", dns.TypeMX)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestQueryNXDOMAINIsAReply(t *testing.T) {
 }
 
 func TestQueryTimeout(t *testing.T) {
-	addr, count := silentServer(t)
+	addr, count := dnstest.Silent(t)
 	r := testResolver(addr)
 	r.Timeout = 200 * time.Millisecond
 	start := time.Now()
@@ -239,7 +241,7 @@ func TestQueryTimeout(t *testing.T) {
 }
 
 func TestQueryNetworkErrorIsFast(t *testing.T) {
-	addr := closedPort(t)
+	addr := dnstest.ClosedPort(t)
 	r := testResolver(addr)
 	r.Timeout = 5 * time.Second // a hang would show
 	start := time.Now()
@@ -260,7 +262,7 @@ func TestQueryNetworkErrorIsFast(t *testing.T) {
 }
 
 func TestQueryContext(t *testing.T) {
-	addr, _ := silentServer(t)
+	addr, _ := dnstest.Silent(t)
 	r := testResolver(addr)
 	r.Timeout = 5 * time.Second
 
@@ -294,14 +296,14 @@ func TestQueryRejects(t *testing.T) {
 	if !errors.As(err, &e) || !errors.Is(err, ErrNoServers) {
 		t.Errorf("no servers: err = %v, want ErrNoServers", err)
 	}
-	_, err = testResolver(closedPort(t)).Query(t.Context(), "a..example", dns.TypeA)
+	_, err = testResolver(dnstest.ClosedPort(t)).Query(t.Context(), "a..example", dns.TypeA)
 	if !errors.As(err, &e) || e.Kind != BadName || e.Temporary() {
 		t.Errorf("bad name: err = %v, want permanent Kind BadName", err)
 	}
 }
 
 func TestQueryRejectsWrongAnswer(t *testing.T) {
-	srv := startHandler(t, func(req *dns.Msg) *dns.Msg {
+	srv := dnstest.StartHandler(t, func(req *dns.Msg) *dns.Msg {
 		resp := new(dns.Msg)
 		resp.SetReply(req)
 		resp.Question[0].Name = "other.example."
