@@ -107,7 +107,9 @@ func (w *worker) wantAhead() int {
 	now := time.Now()
 	if !w.last.IsZero() {
 		switch d := now.Sub(w.last); {
-		case w.per == 0 || d < w.per:
+		case w.per == 0:
+			w.per = d
+		case d < w.per:
 			w.per = (w.per + d) / 2
 		default:
 			w.per += (d - w.per) / 16
