@@ -68,6 +68,11 @@ type Direct struct {
 	TLS              TLSMode `toml:"tls" doc:"\"opportunistic\", \"starttls\" (refuse plaintext) or \"none\"" default:"opportunistic"`
 	Port             int     `toml:"port" doc:"MX port; 25 everywhere on the internet, other values only for tests" default:"25"`
 	MaxMXHosts       int     `toml:"max_mx_hosts" doc:"MX hosts tried per domain before deferring" default:"5"`
+	// MTA-STS (RFC 8461) is honoured unless this is set: a domain that
+	// publishes an enforce policy gets its mail only over verified TLS to
+	// the MX hosts it names.
+	IgnoreMTASTS bool   `toml:"ignore_mta_sts" doc:"do not honour recipient domains' MTA-STS policies (RFC 8461); honoured, a domain with an enforce policy gets mail only over verified TLS to the MX hosts it names" default:"false"`
+	CAFile       string `toml:"ca_file" doc:"extra CA certificates (PEM) to trust, besides the system roots, for MTA-STS: the policy's HTTPS server and the MX certificates it requires"`
 }
 
 // Retry is the schedule for temporary failures.

@@ -486,6 +486,11 @@ func (v *validator) check(c *Config) {
 	}
 	v.intRange("direct.port", d.Port, 1, 65535, "25 is the only port MX hosts listen on")
 	v.intRange("direct.max_mx_hosts", d.MaxMXHosts, 1, 100, "5 is plenty; RFC 5321 §5.1 allows a limit")
+	if d.CAFile != "" {
+		if err := readable(d.CAFile); err != nil {
+			v.fail("direct.ca_file", err.Error(), "a PEM file of CA certificates")
+		}
+	}
 
 	r := &c.Retry
 	v.intRange("retry.attempts", r.Attempts, 1, 1000, "")

@@ -3,15 +3,18 @@ package send
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/sts"
 )
 
 // MXResolver finds where a domain's mail goes; *resolve.Resolver is one.
@@ -33,6 +36,7 @@ const mxRetryAfter = 30 * time.Second
 // and remembers the answer for the run.
 type mxCache struct {
 	r   MXResolver
+	sts *sts.Fetcher // nil: MTA-STS is not looked up
 	now func() time.Time
 
 	mu    sync.Mutex
@@ -45,14 +49,16 @@ type mxEntry struct {
 	ready   chan struct{} // closed when res/err are set
 	res     *resolve.MXResult
 	err     error
-	expires time.Time // zero: for the run
+	policy  *sts.Policy // the domain's MTA-STS policy; nil: none (or none could be had)
+	expires time.Time   // zero: for the run
 }
 
 func newMXCache(r MXResolver, now func() time.Time) *mxCache {
 	return &mxCache{r: r, now: now, byKey: map[string]*list.Element{}, lru: list.New()}
 }
 
-func (c *mxCache) lookup(ctx context.Context, domain string) (*resolve.MXResult, error) {
+// lookup returns domain's MX hosts and its MTA-STS policy (nil: none).
+func (c *mxCache) lookup(ctx context.Context, domain string) (*resolve.MXResult, *sts.Policy, error) {
 	c.mu.Lock()
 	if el, ok := c.byKey[domain]; ok {
 		ent := el.Value.(*mxEntry)
@@ -69,9 +75,9 @@ func (c *mxCache) lookup(ctx context.Context, domain string) (*resolve.MXResult,
 		c.mu.Unlock()
 		select {
 		case <-ent.ready:
-			return ent.res, ent.err
+			return ent.res, ent.policy, ent.err
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 miss:
@@ -88,8 +94,16 @@ miss:
 	if ent.err != nil && isTemporaryDNS(ent.err) {
 		ent.expires = c.now().Add(mxRetryAfter)
 	}
+	if ent.err == nil && !ent.res.Null && c.sts != nil {
+		// RFC 8461 §5: a policy that cannot be had is no policy; the
+		// domain's mail goes as it would without MTA-STS.
+		ent.policy, _ = c.sts.Lookup(ctx, domain)
+		if ent.policy != nil && ent.policy.Mode != sts.Enforce {
+			ent.policy = nil // testing and none change nothing for delivery
+		}
+	}
 	close(ent.ready)
-	return ent.res, ent.err
+	return ent.res, ent.policy, ent.err
 }
 
 func isTemporaryDNS(err error) bool {
@@ -249,16 +263,16 @@ func (e *Engine) directWorker(ctx context.Context) {
 			e.settle(j, *res)
 			continue
 		}
-		mx, err := e.mx.lookup(ctx, j.rcpt.Domain)
+		mx, policy, err := e.mx.lookup(ctx, j.rcpt.Domain)
 		if r := mxResult(mx, err); r != nil {
 			e.settle(j, *r)
 			continue
 		}
-		e.settle(j, e.directDeliver(ctx, j, mx, msg))
+		e.settle(j, e.directDeliver(ctx, j, mx, policy, msg))
 	}
 }
 
-func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult, msg *txn) result {
+func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult, policy *sts.Policy, msg *txn) result {
 	key := j.rcpt.Domain
 	for {
 		s, err := e.pool.get(e.soft, key, e.now())
@@ -268,7 +282,7 @@ func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult
 		reused := s != nil
 		if s == nil {
 			var res *result
-			if s, res = e.dialMX(ctx, key, mx); res != nil {
+			if s, res = e.dialMX(ctx, key, mx, policy); res != nil {
 				e.pool.release(key)
 				return *res
 			}
@@ -311,7 +325,12 @@ func mxResult(mx *resolve.MXResult, err error) *result {
 // order (RFC 5321 §5.1), trying the next host on a connect failure, a
 // timeout, or a 4xx/5xx greeting. It returns the session, or the outcome
 // for the recipient when none could be had.
-func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult) (*session, *result) {
+//
+// Under an enforced MTA-STS policy (RFC 8461 §5) only the MX hosts it
+// names are tried, each over STARTTLS with a certificate valid for the
+// host's name, never in plaintext; when none will do, the recipient is
+// deferred (§5.1: a temporary failure), not sent without TLS.
+func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult, policy *sts.Policy) (*session, *result) {
 	port := strconv.Itoa(e.cfg.Direct.Port)
 	var last *smtpx.Error
 	tried, permanent := 0, 0
@@ -322,8 +341,14 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		addr string
 	}
 	var live, dead []cand
-	for i, h := range mx.Hosts {
-		if i >= e.cfg.Direct.MaxMXHosts {
+	var unlisted []string // MX hosts the policy does not name
+	hosts := 0
+	for _, h := range mx.Hosts {
+		if policy != nil && !policy.Matches(h.Host) {
+			unlisted = append(unlisted, h.Host)
+			continue
+		}
+		if hosts++; hosts > e.cfg.Direct.MaxMXHosts {
 			break
 		}
 		if len(h.Addrs) == 0 {
@@ -341,10 +366,18 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			}
 		}
 	}
+	if policy != nil && len(live)+len(dead) == 0 && len(unlisted) > 0 {
+		return nil, &result{state: StateDeferred, reason: fmt.Sprintf("MTA-STS: %s's policy (enforce, mx: %s) names none of its MX hosts (%s); not sent without it (RFC 8461 §5.1)",
+			domain, strings.Join(policy.MX, " "), strings.Join(unlisted, " "))}
+	}
 	for _, c := range append(live, dead...) {
 		spec := &dialSpec{
 			Addr: c.addr, ServerName: c.host,
 			TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
+		}
+		if policy != nil {
+			spec.TLS = TLSStartTLS
+			spec.TLSConfig = &tls.Config{ServerName: c.host, RootCAs: e.roots, MinVersion: tls.VersionTLS12}
 		}
 		tried++
 		s, err := dial(ctx, spec)
@@ -365,6 +398,9 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		}
 		last = smtpx.Classify("connect", err)
 		last.Message = c.host + ": " + last.Message
+		if policy != nil {
+			last.Message = "MTA-STS (enforce): " + last.Message
+		}
 		if last.Permanent && last.Reply() {
 			permanent++
 		} else if ctx.Err() == nil && connectFailed(err) {

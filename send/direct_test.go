@@ -189,7 +189,7 @@ func TestMXCacheResolvesOncePerDomain(t *testing.T) {
 	now := time.Unix(1000, 0)
 	c := newMXCache(r, func() time.Time { return now })
 	for range 3 {
-		if _, err := c.lookup(context.Background(), "a.test"); err != nil {
+		if _, _, err := c.lookup(context.Background(), "a.test"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package send
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/sts"
 )
 
 // Options is what a run needs besides the Config.
@@ -90,6 +92,7 @@ type Engine struct {
 	relays   []*relayTarget
 	mx       *mxCache
 	dead     *deadHosts
+	roots    *x509.CertPool // direct mode: for MTA-STS; nil: the system roots
 	pool     *pool
 	rate     *RateLimiter
 	sessions *Semaphore
@@ -315,6 +318,16 @@ func (e *Engine) prepareTargets() error {
 		}
 		e.mx = newMXCache(r, e.now)
 		e.dead = newDeadHosts()
+		stsr, ok := r.(sts.Resolver)
+		if !ok || e.cfg.Direct.IgnoreMTASTS {
+			return nil
+		}
+		roots, err := rootsWith(e.cfg.Direct.CAFile)
+		if err != nil {
+			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
+		}
+		e.roots = roots
+		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.withDefaults().Connect * 2}
 		return nil
 	}
 	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts)

@@ -94,7 +94,7 @@ func (e *Engine) dryRun() (*Report, error) {
 			continue
 		}
 		if e.mx != nil {
-			mx, err := e.mx.lookup(e.soft, rcpt.Domain)
+			mx, _, err := e.mx.lookup(e.soft, rcpt.Domain)
 			if r := mxResult(mx, err); r != nil {
 				if r.state == StateFailed {
 					plan.WouldFail++

@@ -89,23 +89,31 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 // relayTLSConfig trusts the system roots plus ca_file and checks the
 // certificate names the configured host.
 func relayTLSConfig(r *Relay) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12}
-	if r.CAFile == "" {
-		return cfg, nil
+	pool, err := rootsWith(r.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
+	}
+	return &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}
+
+// rootsWith is the system roots plus the PEM certificates in caFile; nil
+// (the system roots, as crypto/tls takes them) when caFile is "".
+func rootsWith(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, nil
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	pem, err := os.ReadFile(r.CAFile)
+	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
+		return nil, err
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("relay %s: ca_file %s: no PEM certificate in it", r.Host, r.CAFile)
+		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
 	}
-	cfg.RootCAs = pool
-	return cfg, nil
+	return pool, nil
 }
 
 func (t *relayTarget) isDown() *smtpx.Error {

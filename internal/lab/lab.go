@@ -149,8 +149,11 @@ type Lab struct {
 	relay    *postfix
 	isp      *postfix
 	watchdog *watchdog
-	ready    bool // Start completed
-	down     sync.Once
+	// stsServing: ServeMTASTS started its server (tests call it in turn,
+	// not concurrently).
+	stsServing bool
+	ready      bool // Start completed
+	down       sync.Once
 }
 
 var labSeq atomic.Int64

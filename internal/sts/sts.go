@@ -21,6 +21,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -128,22 +129,26 @@ func Parse(body []byte) (*Policy, error) {
 	return p, nil
 }
 
-// TXTResolver looks up TXT records; *resolve.Resolver is one. A name that
-// does not exist or has no TXT records is an error resolve.IsNotFound
-// knows, or no strings and no error.
-type TXTResolver interface {
+// Resolver looks up TXT records and addresses; *resolve.Resolver is one.
+// A TXT name that does not exist or has none is an error
+// resolve.IsNotFound knows, or no strings and no error. The policy host is
+// looked up here too, not through the system's resolver: the same DNS
+// server answers for the MX hosts and for the policy.
+type Resolver interface {
 	TXT(ctx context.Context, name string) ([]string, error)
+	Addrs(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Fetcher finds policies.
 type Fetcher struct {
-	Resolver TXTResolver
+	Resolver Resolver
 	// RootCAs verifies the policy host's certificate; nil: the system roots.
 	RootCAs *x509.CertPool
 	// Timeout bounds the whole HTTPS fetch; 0: 10 s. RFC 8461 §3.3
 	// suggests a minute; a mailing should not wait that long per domain.
 	Timeout time.Duration
-	// DialContext, when set, connects for the HTTPS fetch (tests).
+	// DialContext, when set, connects for the HTTPS fetch instead of
+	// Resolver and a net.Dialer (tests).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
@@ -218,9 +223,13 @@ func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	dial := f.DialContext
+	if dial == nil {
+		dial = f.dial
+	}
 	tr := &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: f.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12},
-		DialContext:       f.DialContext,
+		DialContext:       dial,
 		DisableKeepAlives: true,
 		Proxy:             nil, // a policy comes from the domain itself, never through a proxy
 	}
@@ -255,6 +264,32 @@ func (f *Fetcher) fetch(ctx context.Context, domain string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	return p, nil
+}
+
+// dial connects to addr's host through the Resolver's addresses, in the
+// order given, the first that answers.
+func (f *Fetcher) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := f.Resolver.Addrs(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	var last error
+	for _, ip := range ips {
+		c, err := d.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			return c, nil
+		}
+		last = err
+	}
+	if last == nil {
+		last = fmt.Errorf("%s has no address", host)
+	}
+	return nil, last
 }
 
 // unwrapURL drops net/http's "Get \"URL\": " prefix: the caller names the

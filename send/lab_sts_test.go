@@ -1,0 +1,65 @@
+package send_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailroute/mailroute/internal/lab"
+)
+
+// TestLabDirectMTASTS: alpha.example publishes an MTA-STS policy (a TXT
+// record in dnsmasq, the policy over HTTPS from openssl s_server with a
+// lab-CA certificate), and so does delta.example, whose MX is the same
+// Postfix under a name its certificate lacks. Direct delivery:
+//   - enforce, the MX named, the lab CA trusted: delivered;
+//   - the lab CA not trusted, so the policy cannot be fetched: delivered as
+//     without MTA-STS (RFC 8461 §5);
+//   - enforce, another MX named: deferred, nothing delivered;
+//   - the same with ignore_mta_sts: delivered;
+//   - enforce, the MX named but its certificate not valid for that name:
+//     deferred, nothing sent in plaintext.
+func TestLabDirectMTASTS(t *testing.T) {
+	const delta = "delta.example"
+	dns := append(lab.MTASTSDNS(lab.AlphaDomain, "20261128"), lab.MTASTSDNS(delta, "1")...)
+	dns = append(dns, "mx-host="+delta+",mx."+delta+",10", "address=/mx."+delta+"/"+lab.MXAddr) // no PTR: the MX address keeps its name
+	l := lab.Start(t, lab.Options{ExtraDNS: dns})
+	policy := func(mx string) string {
+		return "version: STSv1\r\nmode: enforce\r\nmx: " + mx + "\r\nmax_age: 86400\r\n"
+	}
+	// One attempt: a deferral is the answer, not a reason to wait.
+	direct := "mode = \"direct\"\nthreads = 2\n\n[retry]\nattempts = 1\n\n[direct]\n"
+	trusted := direct + fmt.Sprintf("ca_file = %q\n", l.CAFile)
+	for i, c := range []struct {
+		name, domain, policy, config string
+		sent                         bool
+		reason                       string // in the deferral
+	}{
+		{"enforce, trusted", lab.AlphaDomain, policy(lab.MXHost), trusted, true, ""},
+		{"policy not fetchable", lab.AlphaDomain, policy("mx2.alpha.example"), direct, true, ""},
+		{"enforce, another MX named", lab.AlphaDomain, policy("mx2.alpha.example"), trusted, false, "names none of its MX hosts"},
+		{"ignored", lab.AlphaDomain, policy("mx2.alpha.example"), trusted + "ignore_mta_sts = true\n", true, ""},
+		{"enforce, certificate for other names", delta, policy("mx." + delta), trusted, false, "MTA-STS (enforce): mx." + delta},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l.ServeMTASTS(t, c.policy) // rewrites the file; the server reads it per request
+			rcpt := []string{fmt.Sprintf("sts%d@%s", i, c.domain)}
+			m := newLabMailing(t, c.config, rcpt)
+			rep, code := m.run(t, l)
+			reasons := fmt.Sprint(rep.Reasons)
+			switch {
+			case c.sent && (code != 0 || rep.Counts.Sent != 1):
+				t.Fatalf("exit %d, counts %+v, reasons %s", code, rep.Counts, reasons)
+			case !c.sent && (code != 1 || rep.Counts.Deferred != 1 || !strings.Contains(reasons, c.reason)):
+				t.Fatalf("exit %d, counts %+v, reasons %s; want deferred for %q", code, rep.Counts, reasons, c.reason)
+			}
+			t.Logf("%s: %s", c.name, reasons)
+			if c.sent {
+				l.WaitDelivered(t, rcpt[0], 1, 30*time.Second)
+			} else if n := l.Delivered()[rcpt[0]]; n != 0 {
+				t.Errorf("delivered %d times despite the policy", n)
+			}
+		})
+	}
+}
