@@ -29,6 +29,9 @@ func explainDomains(rep *probe.Report) []Finding {
 			out = append(out, Finding{Severity: SevInfo, Topic: "dns", Hosts: []string{d.Name}, Title: d.Name + " names no mail server",
 				Meaning: "It has no MX record (the DNS entry that names a domain's mail servers), so mail goes to the domain's own address. That works, but is unusual."})
 		}
+		if d.MTASTS != nil {
+			out = append(out, explainMTASTS(d))
+		}
 		for _, mx := range d.MX {
 			if mx.AddrError != "" && len(mx.Addrs) == 0 {
 				out = append(out, Finding{Severity: SevWarning, Topic: "dns", Hosts: []string{mx.Host},
@@ -39,6 +42,79 @@ func explainDomains(rep *probe.Report) []Finding {
 		}
 	}
 	return out
+}
+
+// explainMTASTS says what d's MTA-STS policy (RFC 8461) means for direct
+// delivery from here: under "enforce" only an MX host the policy names,
+// reached on port 25 with a certificate that verifies for its name, may
+// receive the mail; send defers the rest rather than send in plaintext.
+func explainMTASTS(d *probe.Domain) Finding {
+	m := d.MTASTS
+	f := Finding{Severity: SevInfo, Topic: "dns", Hosts: []string{d.Name}}
+	switch {
+	case m.Error != "":
+		f.Title = d.Name + " announces MTA-STS, but its policy could not be read"
+		f.Meaning = "MTA-STS is how a domain asks senders to use verified encryption (RFC 8461). Its policy could not be fetched (" +
+			m.Error + "), and senders then deliver as if there were none; mailroute does too."
+		return f
+	case m.Mode != "enforce":
+		f.Title = fmt.Sprintf("%s's MTA-STS policy is in %s mode", d.Name, m.Mode)
+		f.Meaning = "The domain asks senders for verified encryption (RFC 8461) but not to hold mail back when that fails: delivery goes on as usual."
+		return f
+	}
+	var good, bad []string
+	for _, mx := range d.MX {
+		why := mtaSTSMiss(d, mx.Host)
+		if why == "" {
+			good = append(good, mx.Host)
+		} else {
+			bad = append(bad, mx.Host+": "+why)
+		}
+	}
+	policy := fmt.Sprintf("Its MTA-STS policy (RFC 8461, enforce; mx: %s) allows delivery only to the mail servers it names, encrypted, with a certificate that verifies.", strings.Join(m.MX, " "))
+	if len(good) > 0 {
+		f.Severity = SevOK
+		f.Title = fmt.Sprintf("%s requires verified encryption, and %s qualifies", d.Name, strings.Join(good, ", "))
+		f.Meaning = policy + " Direct delivery from here meets it."
+		return f
+	}
+	f.Severity = SevWarning
+	f.Title = "Direct mail to " + d.Name + " would wait: its MTA-STS policy cannot be met from here"
+	f.Meaning = policy + " None qualifies from here: " + strings.Join(bad, "; ") + ". mailroute defers such mail rather than send it unprotected."
+	f.Action = "Send to this domain through a relay; a port-25 problem found above may be the cause."
+	return f
+}
+
+// mtaSTSMiss says why the MX host cannot take d's mail under its enforced
+// policy; "" when one of its addresses can (named by the policy, open,
+// STARTTLS with a certificate that verifies for its name).
+func mtaSTSMiss(d *probe.Domain, host string) string {
+	if !d.MTASTS.Matches[host] {
+		return "the policy does not name it"
+	}
+	why := "it was not probed"
+	for _, e := range d.Ends {
+		if e.Host != host {
+			continue
+		}
+		var w string
+		switch {
+		case e.Verdict == probe.Intercepted:
+			w = "something on the way answers in its place (intercepted)"
+		case !e.Usable():
+			w = "port 25 is " + string(e.Verdict)
+		case e.TLS == nil:
+			w = "it offers no STARTTLS"
+		case !e.TLS.Verified:
+			w = "its certificate does not verify (" + e.TLS.VerifyError + ")"
+		default:
+			return ""
+		}
+		if why == "it was not probed" {
+			why = w
+		}
+	}
+	return why
 }
 
 // dnsFinding explains a failed look-up of name.

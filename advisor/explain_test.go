@@ -331,3 +331,33 @@ func TestExplainReadable(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainMTASTS: a policy that cannot be read, testing mode, an
+// enforced policy met, and one that cannot be met (MX not named,
+// certificate not verified).
+func TestExplainMTASTS(t *testing.T) {
+	ok220 := &smtpx.Reply{Code: 220, Lines: []string{"mx ESMTP"}}
+	mxEnd := func(host string, tls *probe.TLSInfo) *probe.Endpoint {
+		return &probe.Endpoint{Role: probe.RoleMX, Host: host, Verdict: probe.Open, Banner: ok220, TLS: tls}
+	}
+	verified := &probe.TLSInfo{Verified: true}
+	unverified := &probe.TLSInfo{VerifyError: "certificate is valid for other.invalid"}
+	policy := func(mx string, matches map[string]bool) *probe.MTASTS {
+		return &probe.MTASTS{ID: "1", Mode: "enforce", MX: []string{mx}, Matches: matches}
+	}
+	r := &probe.Report{Domains: []*probe.Domain{
+		{Name: "unread.invalid", MTASTS: &probe.MTASTS{Error: "fetching https://mta-sts.unread.invalid/.well-known/mta-sts.txt: HTTP 404"}},
+		{Name: "test.invalid", MTASTS: &probe.MTASTS{ID: "1", Mode: "testing", MX: []string{"mx.test.invalid"}}},
+		{Name: "good.invalid", MX: []probe.MXHost{{Host: "mx.good.invalid"}}, Ends: []*probe.Endpoint{mxEnd("mx.good.invalid", verified)},
+			MTASTS: policy("mx.good.invalid", map[string]bool{"mx.good.invalid": true})},
+		{Name: "bad.invalid", MX: []probe.MXHost{{Host: "mx1.bad.invalid"}, {Host: "mx2.bad.invalid"}},
+			Ends:   []*probe.Endpoint{mxEnd("mx1.bad.invalid", verified), mxEnd("mx2.bad.invalid", unverified)},
+			MTASTS: policy("mx2.bad.invalid", map[string]bool{"mx2.bad.invalid": true})},
+	}}
+	fs := Explain(r)
+	one(t, fs, "unread.invalid announces MTA-STS, but its policy could not be read", SevInfo, "HTTP 404", "as if there were none")
+	one(t, fs, "test.invalid's MTA-STS policy is in testing mode", SevInfo, "not to hold mail back")
+	one(t, fs, "good.invalid requires verified encryption, and mx.good.invalid qualifies", SevOK, "enforce; mx: mx.good.invalid")
+	one(t, fs, "Direct mail to bad.invalid would wait", SevWarning,
+		"mx1.bad.invalid: the policy does not name it", "mx2.bad.invalid: its certificate does not verify (certificate is valid for other.invalid)", "relay")
+}

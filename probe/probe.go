@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/sts"
 )
 
 // Prober runs probes. Its fields are its dependencies and knobs; the zero
@@ -152,6 +153,26 @@ func (p *Prober) lookupDomain(ctx context.Context, d *Domain) {
 		}
 		d.MX = append(d.MX, h)
 	}
+	if !d.NullMX {
+		d.MTASTS = p.mtaSTS(ctx, d)
+	}
+}
+
+// mtaSTS looks up d's MTA-STS policy: nil when it publishes none.
+func (p *Prober) mtaSTS(ctx context.Context, d *Domain) *MTASTS {
+	f := &sts.Fetcher{Resolver: p.Resolver, RootCAs: p.Roots, Timeout: p.Timeout, DialContext: p.DialContext}
+	pol, err := f.Lookup(ctx, d.Name)
+	switch {
+	case err != nil:
+		return &MTASTS{Error: err.Error()}
+	case pol == nil:
+		return nil
+	}
+	m := &MTASTS{ID: pol.ID, Mode: string(pol.Mode), MX: pol.MX, Matches: map[string]bool{}}
+	for _, h := range d.MX {
+		m.Matches[h.Host] = pol.Matches(h.Host)
+	}
+	return m
 }
 
 // portMode is one port of a relay and how it is spoken.

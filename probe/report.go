@@ -62,6 +62,20 @@ type Domain struct {
 	DNSError *DNSError   `json:"dns_error,omitempty"`
 	Lookup   Duration    `json:"lookup"`
 	Ends     []*Endpoint `json:"endpoints,omitempty"`
+	// MTASTS is the domain's MTA-STS policy (RFC 8461), when it publishes
+	// one: under "enforce", direct delivery must use STARTTLS with a
+	// certificate valid for the MX name, to the MX hosts it names.
+	MTASTS *MTASTS `json:"mta_sts,omitempty"`
+}
+
+// MTASTS is a domain's MTA-STS policy as found, or why it could not be had.
+type MTASTS struct {
+	ID    string   `json:"id,omitempty"`
+	Mode  string   `json:"mode,omitempty"` // enforce, testing or none
+	MX    []string `json:"mx,omitempty"`   // the policy's MX patterns
+	Error string   `json:"error,omitempty"`
+	// Matches reports, per MX host of the domain, whether the policy names it.
+	Matches map[string]bool `json:"matches,omitempty"`
 }
 
 // MXHost is one MX record with its addresses.

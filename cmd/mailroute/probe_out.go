@@ -47,6 +47,13 @@ func printReport(w io.Writer, rep *probe.Report) {
 		default:
 			fmt.Fprintln(w)
 		}
+		if m := d.MTASTS; m != nil {
+			if m.Error != "" {
+				fmt.Fprintf(w, "  MTA-STS: %s\n", color.YellowString("policy not readable: "+m.Error))
+			} else {
+				fmt.Fprintf(w, "  MTA-STS: %s (mx: %s; id %s)\n", m.Mode, strings.Join(m.MX, " "), m.ID)
+			}
+		}
 		for _, mx := range d.MX {
 			fmt.Fprintf(w, "  MX %d %s", mx.Pref, mx.Host)
 			if mx.AddrError != "" {
