@@ -19,6 +19,10 @@ type Plan struct {
 	Threads     int         `json:"threads"`
 	Rate        string      `json:"rate,omitempty"`
 	Relays      []PlanRelay `json:"relays,omitempty"`
+	// MTASTS names the domains (the first maxPlanDomains) whose enforced
+	// MTA-STS policy will require verified TLS to the MX hosts it names.
+	MTASTS      []string `json:"mta_sts_enforced,omitempty"`
+	MTASTSCount int      `json:"mta_sts_enforced_count,omitempty"`
 	// Duration is the least time the rate limits allow for WouldSend
 	// messages; zero when no rate is set.
 	Seconds float64 `json:"min_seconds,omitempty"`
@@ -32,6 +36,9 @@ type PlanRelay struct {
 	Threads int     `json:"threads"`
 	Rate    string  `json:"rate,omitempty"`
 }
+
+// maxPlanDomains caps the domains a plan names; the count is whole.
+const maxPlanDomains = 20
 
 // dryRun renders every message, resolves every domain (direct mode) and
 // reads the journal, but opens no SMTP session and writes nothing.
@@ -69,6 +76,7 @@ func (e *Engine) dryRun() (*Report, error) {
 		return nil, &Error{Err: err, Setup: true}
 	}
 	defer lr.Close()
+	seenSTS := map[string]bool{} // only domains with a policy: few
 	for e.soft.Err() == nil {
 		rcpt, err := lr.Next()
 		if err == io.EOF {
@@ -94,7 +102,13 @@ func (e *Engine) dryRun() (*Report, error) {
 			continue
 		}
 		if e.mx != nil {
-			mx, _, err := e.mx.lookup(e.soft, rcpt.Domain)
+			mx, policy, err := e.mx.lookup(e.soft, rcpt.Domain)
+			if policy != nil && !seenSTS[rcpt.Domain] {
+				seenSTS[rcpt.Domain] = true
+				if plan.MTASTSCount++; len(plan.MTASTS) < maxPlanDomains {
+					plan.MTASTS = append(plan.MTASTS, rcpt.Domain)
+				}
+			}
 			if r := mxResult(mx, err); r != nil {
 				if r.state == StateFailed {
 					plan.WouldFail++
@@ -156,6 +170,14 @@ func (p *Plan) writeText(b *strings.Builder, r *Report) {
 			fmt.Fprintf(b, " rate=%s", rl.Rate)
 		}
 		b.WriteString("\n")
+	}
+	if p.MTASTSCount > 0 {
+		more := ""
+		if p.MTASTSCount > len(p.MTASTS) {
+			more = fmt.Sprintf(" and %d more", p.MTASTSCount-len(p.MTASTS))
+		}
+		fmt.Fprintf(b, "MTA-STS enforced by %d %s (verified TLS to the MX hosts their policy names, or deferred): %s%s\n",
+			p.MTASTSCount, plural(p.MTASTSCount, "domain", "domains"), strings.Join(p.MTASTS, ", "), more)
 	}
 	if p.Seconds > 0 {
 		fmt.Fprintf(b, "the rate limit alone makes this take at least %s\n", time.Duration(p.Seconds*float64(time.Second)).Round(time.Second))

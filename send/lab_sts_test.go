@@ -1,12 +1,14 @@
 package send_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailroute/mailroute/internal/lab"
+	"github.com/mailroute/mailroute/send"
 )
 
 // TestLabDirectMTASTS: alpha.example publishes an MTA-STS policy (a TXT
@@ -31,6 +33,16 @@ func TestLabDirectMTASTS(t *testing.T) {
 	// One attempt: a deferral is the answer, not a reason to wait.
 	direct := "mode = \"direct\"\nthreads = 2\n\n[retry]\nattempts = 1\n\n[direct]\n"
 	trusted := direct + fmt.Sprintf("ca_file = %q\n", l.CAFile)
+	// A dry run names the domains that enforce a policy.
+	l.ServeMTASTS(t, policy(lab.MXHost))
+	dry := newLabMailing(t, trusted, []string{"d1@" + lab.AlphaDomain, "d2@" + lab.BetaDomain})
+	res := l.RunMailroute(t, nil, append(dry.args(), "--dry-run")...)
+	var plan send.Report
+	if err := json.Unmarshal(res.Stdout, &plan); err != nil || plan.Plan == nil ||
+		plan.Plan.MTASTSCount != 1 || len(plan.Plan.MTASTS) != 1 || plan.Plan.MTASTS[0] != lab.AlphaDomain {
+		t.Errorf("dry run: exit %d, %v\n%s%s", res.Code, err, res.Stdout, res.Stderr)
+	}
+
 	for i, c := range []struct {
 		name, domain, policy, config string
 		sent                         bool
