@@ -14,10 +14,9 @@ import (
 // under a name its certificate lacks, which the probe rightly takes for
 // interception.
 func TestLabProbeMTASTS(t *testing.T) {
-	const delta = "delta.example"
+	const delta = lab.DeltaDomain
 	dns := append(lab.MTASTSDNS(lab.AlphaDomain, "20261128"), lab.MTASTSDNS(delta, "7")...)
-	dns = append(dns, "mx-host="+delta+",mx."+delta+",10", "address=/mx."+delta+"/"+lab.MXAddr)
-	l := lab.Start(t, lab.Options{ExtraDNS: dns})
+	l := lab.Start(t, lab.Options{ExtraDNS: append(dns, lab.DeltaDNS()...)})
 	l.ServeMTASTS(t, "version: STSv1\nmode: enforce\nmx: "+lab.MXHost+"\nmx: *."+delta+"\nmax_age: 604800\n")
 	args := []string{"--timeout", "2s", "--tls-ca", l.CAFile, "--to", lab.AlphaDomain, "--to", delta, "--to", lab.BetaDomain}
 	rep, _ := probeLab(t, l, args...)

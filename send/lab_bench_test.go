@@ -27,18 +27,7 @@ func startSink(b *testing.B, l *lab.Lab) {
 		b.Fatalf("smtp-sink: %v", err)
 	}
 	b.Cleanup(func() { cancel(); _ = sink.Wait() })
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := l.Dial(context.Background(), "tcp", sinkAddr+":25")
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("smtp-sink did not come up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l.WaitListening(b, sinkAddr+":25", 5*time.Second)
 }
 
 // sinkMailing writes a relay-mode mailing of n recipients to the sink

@@ -23,10 +23,9 @@ import (
 //   - enforce, the MX named but its certificate not valid for that name:
 //     deferred, nothing sent in plaintext.
 func TestLabDirectMTASTS(t *testing.T) {
-	const delta = "delta.example"
+	const delta = lab.DeltaDomain
 	dns := append(lab.MTASTSDNS(lab.AlphaDomain, "20261128"), lab.MTASTSDNS(delta, "1")...)
-	dns = append(dns, "mx-host="+delta+",mx."+delta+",10", "address=/mx."+delta+"/"+lab.MXAddr) // no PTR: the MX address keeps its name
-	l := lab.Start(t, lab.Options{ExtraDNS: dns})
+	l := lab.Start(t, lab.Options{ExtraDNS: append(dns, lab.DeltaDNS()...)})
 	policy := func(mx string) string {
 		return "version: STSv1\r\nmode: enforce\r\nmx: " + mx + "\r\nmax_age: 86400\r\n"
 	}

@@ -24,9 +24,8 @@ var certNames = map[string][]string{
 	"mx":    {MXHost, BetaMX2Host, GammaDomain},
 	"relay": {RelayHost, RelayDomain},
 	"isp":   {ISPHost},
-	// MTA-STS policy hosts (ServeMTASTS); delta.example is for a test that
-	// points a domain at the MX under a name the MX certificate lacks.
-	"sts": {"mta-sts." + AlphaDomain, "mta-sts." + BetaDomain, "mta-sts." + GammaDomain, "mta-sts.delta.example"},
+	// MTA-STS policy hosts (ServeMTASTS).
+	"sts": {"mta-sts." + AlphaDomain, "mta-sts." + BetaDomain, "mta-sts." + GammaDomain, "mta-sts." + DeltaDomain},
 }
 
 type pemPair struct{ cert, key []byte }

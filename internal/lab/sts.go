@@ -50,16 +50,33 @@ func (l *Lab) ServeMTASTS(t testing.TB, policy string) {
 		t.Fatalf("lab: openssl s_server: %v", err)
 	}
 	go cmd.Wait()
-	deadline := time.Now().Add(5 * time.Second)
+	l.WaitListening(t, STSAddr+":443", 5*time.Second)
+}
+
+// WaitListening waits until something in the namespace accepts TCP
+// connections on addr, and fails the test after timeout.
+func (l *Lab) WaitListening(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
-		c, err := l.Dial(context.Background(), "tcp", STSAddr+":443")
+		c, err := l.Dial(context.Background(), "tcp", addr)
 		if err == nil {
 			c.Close()
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("lab: the MTA-STS server did not come up on %s:443: %v", STSAddr, err)
+			t.Fatalf("lab: nothing listens on %s after %s: %v", addr, timeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// DeltaDomain is a domain whose MX is the lab Postfix under a name its
+// certificate lacks (mx.delta.example → MXAddr, no PTR): with an MTA-STS
+// policy (MTASTSDNS) it is one that cannot be met. DeltaDNS publishes it.
+const DeltaDomain = "delta.example"
+
+// DeltaDNS is the ExtraDNS for DeltaDomain.
+func DeltaDNS() []string {
+	return []string{"mx-host=" + DeltaDomain + ",mx." + DeltaDomain + ",10", "address=/mx." + DeltaDomain + "/" + MXAddr}
 }
