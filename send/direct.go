@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,10 +40,14 @@ type mxCache struct {
 	sts *sts.Fetcher // nil: MTA-STS is not looked up
 	now func() time.Time
 
-	mu    sync.Mutex
-	byKey map[string]*list.Element
-	lru   *list.List // of *mxEntry, most recent first
+	mu             sync.Mutex
+	byKey          map[string]*list.Element
+	lru            *list.List // of *mxEntry, most recent first
+	unreadPolicies []string   // domains whose MTA-STS policy could not be read, and why (the first maxUnread)
 }
+
+// maxUnread caps the MTA-STS failures a report names.
+const maxUnread = 10
 
 type mxEntry struct {
 	domain  string
@@ -97,13 +102,27 @@ miss:
 	if ent.err == nil && !ent.res.Null && c.sts != nil {
 		// RFC 8461 §5: a policy that cannot be had is no policy; the
 		// domain's mail goes as it would without MTA-STS.
-		ent.policy, _ = c.sts.Lookup(ctx, domain)
+		var err error
+		if ent.policy, err = c.sts.Lookup(ctx, domain); err != nil && ctx.Err() == nil {
+			c.mu.Lock()
+			if len(c.unreadPolicies) < maxUnread {
+				c.unreadPolicies = append(c.unreadPolicies, domain+": "+err.Error())
+			}
+			c.mu.Unlock()
+		}
 		if ent.policy != nil && ent.policy.Mode != sts.Enforce {
 			ent.policy = nil // testing and none change nothing for delivery
 		}
 	}
 	close(ent.ready)
 	return ent.res, ent.policy, ent.err
+}
+
+// unread returns the MTA-STS policies that could not be read, for the report.
+func (c *mxCache) unread() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.unreadPolicies)
 }
 
 func isTemporaryDNS(err error) bool {

@@ -66,6 +66,9 @@ func TestLabDirectMTASTS(t *testing.T) {
 				t.Fatalf("exit %d, counts %+v, reasons %s; want deferred for %q", code, rep.Counts, reasons, c.reason)
 			}
 			t.Logf("%s: %s", c.name, reasons)
+			if unread := len(rep.MTASTSUnread) > 0; unread != (c.name == "policy not fetchable") {
+				t.Errorf("mta_sts_unread %q", rep.MTASTSUnread)
+			}
 			if c.sent {
 				l.WaitDelivered(t, rcpt[0], 1, 30*time.Second)
 			} else if n := l.Delivered()[rcpt[0]]; n != 0 {

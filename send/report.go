@@ -29,10 +29,14 @@ type Report struct {
 	// NextRetry is the earliest next_at among deferred recipients: a re-run
 	// retries them at once, but a run before this time may meet the same
 	// refusal.
-	NextRetry    *time.Time    `json:"next_retry,omitempty"`
-	TLSFallbacks int           `json:"tls_fallbacks"` // recipients sent in plaintext after a failed TLS handshake
-	Domains      []DomainCount `json:"domains"`       // the ten domains with most recipients
-	Reasons      []ReasonCount `json:"reasons"`       // the ten commonest reasons for failed, deferred and unknown
+	NextRetry    *time.Time `json:"next_retry,omitempty"`
+	TLSFallbacks int        `json:"tls_fallbacks"` // recipients sent in plaintext after a failed TLS handshake
+	// MTASTSUnread names the domains (the first few) that announce MTA-STS
+	// but whose policy could not be read, with why: their mail went as
+	// without MTA-STS (RFC 8461 §5).
+	MTASTSUnread []string      `json:"mta_sts_unread,omitempty"`
+	Domains      []DomainCount `json:"domains"` // the ten domains with most recipients
+	Reasons      []ReasonCount `json:"reasons"` // the ten commonest reasons for failed, deferred and unknown
 	// UnknownRecipients names the recipients whose outcome is unknown (the
 	// first 100): each may or may not have the message.
 	UnknownRecipients []string `json:"unknown_recipients,omitempty"`
@@ -208,6 +212,9 @@ func (e *Engine) report(start time.Time) *Report {
 		Interrupted: e.interrupted.Load(),
 	}
 	e.tally.fill(rep)
+	if e.mx != nil {
+		rep.MTASTSUnread = e.mx.unread()
+	}
 	// Rows the run never reached are pending.
 	counted := rep.Counts.Sent + rep.Counts.Deferred + rep.Counts.Failed + rep.Counts.Unknown + rep.Counts.Pending
 	if counted < rep.Recipients {
@@ -253,6 +260,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if r.TLSFallbacks > 0 {
 		fmt.Fprintf(&b, "%d recipients sent in plaintext after a failed TLS handshake (opportunistic TLS)\n", r.TLSFallbacks)
+	}
+	for _, u := range r.MTASTSUnread {
+		fmt.Fprintf(&b, "MTA-STS policy not readable, mail sent as without it: %s\n", u)
 	}
 	if len(r.Domains) > 1 {
 		b.WriteString("\nby domain:\n")
