@@ -31,9 +31,13 @@ message was handed over, RFC 1047) only with --retry-unknown. After a crash (kil
 power loss; not Ctrl-C) a few recipients that were never sent may also be listed as
 unknown: so that no message waits for the disk, each session records its next
 recipients as possibly handed over before sending them: as many as it sends while the
-journal commits (1 or 2 to a distant relay, up to 16 to one nearby; 1 in direct mode).
+journal commits (2 or 3 to a distant relay, up to 16 to one nearby; 1 in direct mode).
 No recipient is ever sent twice; --retry-unknown sends to all listed ones, and the few
 that really were handed over may then get the message twice.
+
+In direct mode, a recipient domain's MTA-STS policy (RFC 8461) is honoured: under
+"enforce" its mail goes only to the MX hosts the policy names, over STARTTLS with a
+verified certificate, or waits (deferred); it is never sent in plaintext.
 
 Ctrl-C stops taking recipients and lets the messages in flight finish (up to 30s);
 a second Ctrl-C stops at once.
