@@ -100,6 +100,13 @@ func (s *Server) SetRcode(name string, rcode int) {
 	s.zone.Rcodes[strings.ToLower(dns.Fqdn(name))] = rcode
 }
 
+// ClearRcode undoes SetRcode: name is answered from its records again.
+func (s *Server) ClearRcode(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.zone.Rcodes, strings.ToLower(dns.Fqdn(name)))
+}
+
 // Queries returns the queries received so far, in order.
 func (s *Server) Queries() []Query {
 	s.mu.Lock()

@@ -5,10 +5,9 @@
 // "enforce" policy only a matching MX, over STARTTLS with a certificate
 // valid for its name, may receive the domain's mail.
 //
-// Policies are kept for one run, not on disk: a run is short next to a
-// policy's max_age, and the TOFU cache of RFC 8461 §5.1 (which guards a
-// known policy against a downgrade by a forged TXT record) is left out.
-// TLSRPT (RFC 8460) reporting is left out too.
+// A Cache keeps policies between runs (RFC 8461 §5.1), so that a policy
+// once seen cannot be stripped by an attacker who removes the TXT record or
+// blocks the HTTPS fetch. TLSRPT (RFC 8460) reporting is left out.
 package sts
 
 import (
@@ -150,33 +149,66 @@ type Fetcher struct {
 	// DialContext, when set, connects for the HTTPS fetch instead of
 	// Resolver and a net.Dialer (tests).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Cache keeps policies between runs; nil: none (each Lookup fetches).
+	Cache *Cache
+	// Now is the clock for the cache; nil: time.Now.
+	Now func() time.Time
 }
 
 // Lookup returns domain's policy, or nil and no error when the domain
 // publishes none (no "v=STSv1" TXT record at _mta-sts). A TXT record with
 // a policy that cannot be fetched or read is an error: RFC 8461 §5 has the
 // sender then proceed as if there were no policy, and the caller says so.
+//
+// With a Cache, a policy fetched before stays in force until its max_age
+// runs out (§5.1): it is used without a fetch while the record's id is the
+// same, and it stands when the record is gone, DNS fails or the fetch
+// fails. A new id fetches the policy again.
 func (f *Fetcher) Lookup(ctx context.Context, domain string) (*Policy, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	txts, err := f.Resolver.TXT(ctx, "_mta-sts."+domain)
-	if resolve.IsNotFound(err) {
-		return nil, nil
+	now := time.Now()
+	if f.Now != nil {
+		now = f.Now()
 	}
-	if err != nil {
+	var known *Policy
+	if f.Cache != nil {
+		known = f.Cache.get(domain, now)
+	}
+	txts, err := f.Resolver.TXT(ctx, "_mta-sts."+domain)
+	if err != nil && !resolve.IsNotFound(err) {
+		if known != nil {
+			return known, nil
+		}
 		return nil, fmt.Errorf("_mta-sts.%s TXT: %w", domain, err)
 	}
 	id, found, err := parseRecord(txts)
-	if !found {
+	switch {
+	case (!found || err != nil) && known != nil:
+		return known, nil // a stripped or broken record does not end a known policy
+	case !found:
 		return nil, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("_mta-sts.%s TXT: %w", domain, err)
+	case known != nil && known.ID == id:
+		return known, nil
 	}
 	p, err := f.fetch(ctx, domain)
 	if err != nil {
+		if known != nil {
+			return known, nil
+		}
 		return nil, err
 	}
 	p.ID = id
+	if f.Cache != nil {
+		// A cache that cannot be written (a read-only home) only means
+		// the next run fetches again: not a reason to stop.
+		if p.Mode == None {
+			f.Cache.drop(domain) // the domain withdrew its policy
+		} else {
+			_ = f.Cache.put(domain, p, now)
+		}
+	}
 	return p, nil
 }
 

@@ -7,9 +7,13 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
@@ -196,4 +200,107 @@ func FuzzParse(f *testing.F) {
 			p.Matches(mx) // no panic on any pattern
 		}
 	})
+}
+
+// TestCache: RFC 8461 §5.1 with a cache: one fetch per id; the policy
+// stands when the record is stripped, DNS fails or the server is down;
+// a new id fetches again; an expired policy is gone; "none" withdraws it.
+func TestCache(t *testing.T) {
+	var fetches int
+	body, up := goodPolicy, true
+	f, d := policyServer(t, []string{"mta-sts.example.test"}, func(w http.ResponseWriter, r *http.Request) {
+		if !up {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fetches++
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte(body))
+	})
+	dir := filepath.Join(t.TempDir(), "mta-sts")
+	f.Cache = &Cache{Dir: dir}
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	f.Now = func() time.Time { return now }
+	ctx := context.Background()
+	lookup := func(step string, wantMode Mode, wantFetches int) *Policy {
+		t.Helper()
+		p, err := f.Lookup(ctx, "example.test")
+		switch {
+		case err != nil:
+			t.Fatalf("%s: %v", step, err)
+		case wantMode == "" && p != nil:
+			t.Fatalf("%s: policy %+v, want none", step, p)
+		case wantMode != "" && (p == nil || p.Mode != wantMode):
+			t.Fatalf("%s: policy %+v, want mode %s", step, p, wantMode)
+		case fetches != wantFetches:
+			t.Fatalf("%s: %d fetches, want %d", step, fetches, wantFetches)
+		}
+		return p
+	}
+
+	d.Add(`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=one;"`)
+	lookup("first", Enforce, 1)
+	if st, err := os.Stat(filepath.Join(dir, "example.test.json")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file: %v %v", st, err)
+	}
+	lookup("same id: from the cache", Enforce, 1)
+
+	d.SetRcode("_mta-sts.example.test.", dns.RcodeNameError)
+	lookup("record stripped: the cached policy stands", Enforce, 1)
+	d.SetRcode("_mta-sts.example.test.", dns.RcodeServerFailure)
+	lookup("DNS failing: the cached policy stands", Enforce, 1)
+
+	d.ClearRcode("_mta-sts.example.test.")
+	d.Add(`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=two;"`) // now two records: broken
+	lookup("broken record: the cached policy stands", Enforce, 1)
+
+	d2, f2 := freshRecord(t, f, "three")
+	up = false
+	if p := lookupWith(t, f2, "new id, server down"); p == nil || p.ID != "one" {
+		t.Fatalf("new id with the server down: %+v, want the cached policy", p)
+	}
+	up = true
+	body = "version: STSv1\nmode: testing\nmx: mx.example.test\nmax_age: 60\n"
+	if p := lookupWith(t, f2, "new id"); p == nil || p.Mode != Testing || p.ID != "three" || fetches != 2 {
+		t.Fatalf("new id: %+v after %d fetches", p, fetches)
+	}
+	now = now.Add(61 * time.Second)
+	d2.SetRcode("_mta-sts.example.test.", dns.RcodeNameError)
+	if p := lookupWith(t, f2, "expired and stripped"); p != nil {
+		t.Fatalf("an expired policy is still used: %+v", p)
+	}
+
+	d2.ClearRcode("_mta-sts.example.test.")
+	body = "version: STSv1\nmode: none\nmax_age: 86400\n"
+	if p := lookupWith(t, f2, "none"); p == nil || p.Mode != None {
+		t.Fatalf("none: %+v", p)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "example.test.json")); !os.IsNotExist(err) {
+		t.Errorf("a none policy left the old one cached: %v", err)
+	}
+}
+
+// freshRecord points a copy of f at a new DNS server whose only record
+// has the given id (the old server's state cannot be cleared record by
+// record).
+func freshRecord(t *testing.T, f *Fetcher, id string) (*dnstest.Server, *Fetcher) {
+	t.Helper()
+	d := dnstest.Start(t, dnstest.Zone{})
+	d.Add(`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=` + id + `;"`)
+	res, err := resolve.New(d.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f
+	g.Resolver = res
+	return d, &g
+}
+
+func lookupWith(t *testing.T, f *Fetcher, step string) *Policy {
+	t.Helper()
+	p, err := f.Lookup(context.Background(), "example.test")
+	if err != nil {
+		t.Fatalf("%s: %v", step, err)
+	}
+	return p
 }
