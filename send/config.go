@@ -73,6 +73,7 @@ type Direct struct {
 	// the MX hosts it names.
 	IgnoreMTASTS bool   `toml:"ignore_mta_sts" doc:"do not honour recipient domains' MTA-STS policies (RFC 8461); honoured, a domain with an enforce policy gets mail only over verified TLS to the MX hosts it names" default:"false"`
 	CAFile       string `toml:"ca_file" doc:"extra CA certificates (PEM) to trust, besides the system roots, for MTA-STS: the policy's HTTPS server and the MX certificates it requires"`
+	MTASTSCache  string `toml:"mta_sts_cache" doc:"directory that keeps MTA-STS policies between runs (RFC 8461 §5.1), so that a policy once seen cannot be stripped by an attacker" default:"~/.cache/mailroute/mta-sts ($XDG_CACHE_HOME if set)"`
 }
 
 // Retry is the schedule for temporary failures.

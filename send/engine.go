@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,7 +328,10 @@ func (e *Engine) prepareTargets() error {
 			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
 		}
 		e.roots = roots
-		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.withDefaults().Connect * 2}
+		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.withDefaults().Connect * 2, Now: e.now}
+		if dir := mtaSTSCacheDir(e.cfg.Direct.MTASTSCache); dir != "" {
+			e.mx.sts.Cache = &sts.Cache{Dir: dir}
+		}
 		return nil
 	}
 	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts)
@@ -336,6 +340,20 @@ func (e *Engine) prepareTargets() error {
 	}
 	e.relays = relays
 	return nil
+}
+
+// mtaSTSCacheDir is the configured MTA-STS cache, else mailroute/mta-sts in
+// the user's cache directory; "" when there is none (no home), which only
+// means each run fetches the policies afresh.
+func mtaSTSCacheDir(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(base, "mailroute", "mta-sts")
 }
 
 // feed streams the list into the workers, skipping what the journal says

@@ -3,6 +3,8 @@ package send_test
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,10 @@ import (
 //   - enforce, another MX named: deferred, nothing delivered;
 //   - the same with ignore_mta_sts: delivered;
 //   - enforce, the MX named but its certificate not valid for that name:
-//     deferred, nothing sent in plaintext.
+//     deferred, nothing sent in plaintext;
+//   - a policy cached by an earlier run, the policy server now unusable:
+//     the cached policy holds (deferred, as the MX certificate does not
+//     verify without the lab CA).
 func TestLabDirectMTASTS(t *testing.T) {
 	const delta = lab.DeltaDomain
 	dns := append(lab.MTASTSDNS(lab.AlphaDomain, "20261128"), lab.MTASTSDNS(delta, "1")...)
@@ -42,21 +47,35 @@ func TestLabDirectMTASTS(t *testing.T) {
 		t.Errorf("dry run: exit %d, %v\n%s%s", res.Code, err, res.Stdout, res.Stderr)
 	}
 
+	// Each run gets its own policy cache, but the last, which reuses the
+	// first's: what one run learnt stands in the next (RFC 8461 §5.1).
+	caches, cacheRoot := map[string]string{}, t.TempDir() // outlives the subtests
 	for i, c := range []struct {
 		name, domain, policy, config string
 		sent                         bool
 		reason                       string // in the deferral
+		cacheOf                      string // the earlier case whose cache this run uses; "": a new one
 	}{
-		{"enforce, trusted", lab.AlphaDomain, policy(lab.MXHost), trusted, true, ""},
-		{"policy not fetchable", lab.AlphaDomain, policy("mx2.alpha.example"), direct, true, ""},
-		{"enforce, another MX named", lab.AlphaDomain, policy("mx2.alpha.example"), trusted, false, "names none of its MX hosts"},
-		{"ignored", lab.AlphaDomain, policy("mx2.alpha.example"), trusted + "ignore_mta_sts = true\n", true, ""},
-		{"enforce, certificate for other names", delta, policy("mx." + delta), trusted, false, "MTA-STS (enforce): mx." + delta},
+		{"enforce, trusted", lab.AlphaDomain, policy(lab.MXHost), trusted, true, "", ""},
+		{"policy not fetchable", lab.AlphaDomain, policy("mx2.alpha.example"), direct, true, "", ""},
+		{"enforce, another MX named", lab.AlphaDomain, policy("mx2.alpha.example"), trusted, false, "names none of its MX hosts", ""},
+		{"ignored", lab.AlphaDomain, policy("mx2.alpha.example"), trusted + "ignore_mta_sts = true\n", true, "", ""},
+		{"enforce, certificate for other names", delta, policy("mx." + delta), trusted, false, "MTA-STS (enforce): mx." + delta, ""},
+		// The first run's policy is cached; now the policy server cannot
+		// be trusted (no ca_file), so nothing can be fetched: the cached
+		// policy still holds, and the MX certificate does not verify
+		// either. Without the cache this would go out unverified.
+		{"cached policy stands", lab.AlphaDomain, policy("mx2.alpha.example"), direct, false, "MTA-STS (enforce): " + lab.MXHost, "enforce, trusted"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l.ServeMTASTS(t, c.policy) // rewrites the file; the server reads it per request
+			cache := caches[c.cacheOf]
+			if cache == "" {
+				cache = filepath.Join(cacheRoot, strconv.Itoa(i))
+			}
+			caches[c.name] = cache
 			rcpt := []string{fmt.Sprintf("sts%d@%s", i, c.domain)}
-			m := newLabMailing(t, c.config, rcpt)
+			m := newLabMailing(t, c.config+fmt.Sprintf("mta_sts_cache = %q\n", cache), rcpt)
 			rep, code := m.run(t, l)
 			reasons := fmt.Sprint(rep.Reasons)
 			switch {

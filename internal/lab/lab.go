@@ -238,6 +238,10 @@ func Start(t testing.TB, opts Options) *Lab {
 		resolv: filepath.Join("/etc/netns", name),
 	}
 	l.CAFile = filepath.Join(l.Dir, "ca.pem")
+	// What mailroute keeps between runs (its MTA-STS policy cache) stays in
+	// this lab: a policy one test publishes must not reach another test, or
+	// the user's own cache. Every process the test starts inherits it.
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(l.Dir, "cache"))
 
 	// The watchdog comes first: from here on, even a SIGKILLed test binary leaves nothing behind.
 	wd, err := startWatchdog(l)
