@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/smtpx"
 	"github.com/mailroute/mailroute/internal/sts"
 )
 
@@ -323,7 +324,7 @@ func (e *Engine) prepareTargets() error {
 		if !ok || e.cfg.Direct.IgnoreMTASTS {
 			return nil
 		}
-		roots, err := rootsWith(e.cfg.Direct.CAFile)
+		roots, err := smtpx.Roots(e.cfg.Direct.CAFile)
 		if err != nil {
 			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
 		}

@@ -3,9 +3,7 @@ package send
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -89,31 +87,11 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 // relayTLSConfig trusts the system roots plus ca_file and checks the
 // certificate names the configured host.
 func relayTLSConfig(r *Relay) (*tls.Config, error) {
-	pool, err := rootsWith(r.CAFile)
+	pool, err := smtpx.Roots(r.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
 	}
 	return &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
-}
-
-// rootsWith is the system roots plus the PEM certificates in caFile; nil
-// (the system roots, as crypto/tls takes them) when caFile is "".
-func rootsWith(caFile string) (*x509.CertPool, error) {
-	if caFile == "" {
-		return nil, nil
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
-	}
-	return pool, nil
 }
 
 func (t *relayTarget) isDown() *smtpx.Error {

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/smtpx"
 	"github.com/mailroute/mailroute/probe"
 )
 
@@ -119,21 +120,11 @@ func resolverFromFlag(v string) (*resolve.Resolver, error) {
 	return r, nil
 }
 
-// rootsFromFile is the system roots plus the PEM certificates in file.
+// rootsFromFile is smtpx.Roots, its errors named after the flag.
 func rootsFromFile(file string) (*x509.CertPool, error) {
-	if file == "" {
-		return nil, nil // nil means the system roots to crypto/x509
-	}
-	pem, err := os.ReadFile(file)
+	pool, err := smtpx.Roots(file)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-ca: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--tls-ca %s: no PEM certificate found in the file", file)
 	}
 	return pool, nil
 }
