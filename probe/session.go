@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/mailroute/mailroute/internal/smtpx"
 )
 
@@ -161,7 +159,7 @@ func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error 
 		if replies := s.raw.Replies(); len(replies) > 0 {
 			r := replies[0]
 			if r.Code != 220 {
-				return smtpx.Classify("greeting", replyError(r.Code, r.Text()))
+				return smtpx.Classify("greeting", smtpx.ReplyError(r.Code, r.Text()))
 			}
 			return &smtpx.Error{Command: "TLS", Permanent: true, Message: "expected TLS from the first byte, got a plaintext greeting: " + r.String(), Err: err}
 		}
@@ -182,7 +180,7 @@ func (s *relaySession) greeting() *smtpx.Error {
 	}
 	if code != 220 {
 		s.broken = true
-		return smtpx.Classify("greeting", replyError(code, msg))
+		return smtpx.Classify("greeting", smtpx.ReplyError(code, msg))
 	}
 	return nil
 }
@@ -194,7 +192,7 @@ func (s *relaySession) hello() *smtpx.Error {
 		return smtpx.Classify("EHLO", err)
 	}
 	if code != 250 {
-		return smtpx.Classify("EHLO", replyError(code, msg))
+		return smtpx.Classify("EHLO", smtpx.ReplyError(code, msg))
 	}
 	s.ext = smtpx.EHLOCapabilities(msg)
 	s.offered = mechanisms(s.ext["AUTH"])
@@ -233,7 +231,7 @@ func (s *relaySession) expect(verb string, want int, format string, args ...any)
 		return rtt, smtpx.Classify(verb, err)
 	}
 	if code != want && !(want == 250 && code == 251) { // 251: "user not local; will forward" is a yes
-		return rtt, smtpx.Classify(verb, replyError(code, msg))
+		return rtt, smtpx.Classify(verb, smtpx.ReplyError(code, msg))
 	}
 	return rtt, nil
 }
@@ -279,9 +277,6 @@ func (s *relaySession) Close() {
 	_ = s.conn.Close()
 	_ = s.raw.Close()
 }
-
-// replyError is smtpx.ReplyError, short for the call sites.
-func replyError(code int, msg string) *smtp.SMTPError { return smtpx.ReplyError(code, msg) }
 
 // failedAt names the step a failed session stopped at, for evidence lines.
 func failedAt(e *smtpx.Error) string {

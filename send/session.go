@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/mailroute/mailroute/internal/smtpx"
 )
@@ -162,7 +161,7 @@ func (s *session) open(ctx context.Context) error {
 			s.fallback = true
 			return nil
 		}
-		return smtpx.Classify("STARTTLS", replyError(code, msg))
+		return smtpx.Classify("STARTTLS", smtpx.ReplyError(code, msg))
 	}
 	if s.r.Buffered() > 0 {
 		// Bytes after "220 ready" would be read as if they came over TLS:
@@ -211,7 +210,7 @@ func (s *session) greeting() error {
 		return smtpx.Classify("greeting", err)
 	}
 	if code != 220 {
-		return smtpx.Classify("greeting", replyError(code, msg))
+		return smtpx.Classify("greeting", smtpx.ReplyError(code, msg))
 	}
 	return nil
 }
@@ -230,10 +229,10 @@ func (s *session) hello() error {
 			return smtpx.Classify("HELO", err)
 		}
 		if code != 250 {
-			return smtpx.Classify("HELO", replyError(code, msg))
+			return smtpx.Classify("HELO", smtpx.ReplyError(code, msg))
 		}
 	case code != 250:
-		return smtpx.Classify("EHLO", replyError(code, msg))
+		return smtpx.Classify("EHLO", smtpx.ReplyError(code, msg))
 	default:
 		s.ext = smtpx.EHLOCapabilities(msg)
 	}
@@ -313,9 +312,6 @@ func (s *session) cmd(line string) (int, string, error) {
 
 // readReply reads one reply (see smtpx.ReadReply).
 func (s *session) readReply() (int, string, error) { return smtpx.ReadReply(s.r) }
-
-// replyError is smtpx.ReplyError, short for the many call sites.
-func replyError(code int, msg string) *smtp.SMTPError { return smtpx.ReplyError(code, msg) }
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -80,7 +80,7 @@ func TestSessionDeliverAndReuse(t *testing.T) {
 }
 
 func TestReplyError(t *testing.T) {
-	se := smtpx.Classify("greeting", replyError(554, "5.7.1 go away"))
+	se := smtpx.Classify("greeting", smtpx.ReplyError(554, "5.7.1 go away"))
 	if se.Code != 554 || se.Enhanced != "5.7.1" || se.Message != "go away" || !se.Permanent {
 		t.Errorf("%+v", se)
 	}

@@ -162,7 +162,7 @@ func (s *session) replies(m *txn, reset bool) (stage, error) {
 			}
 		}
 		if !ok && refused == nil {
-			refused, at = smtpx.Classify(step.cmd, replyError(code, msg)), step.st
+			refused, at = smtpx.Classify(step.cmd, smtpx.ReplyError(code, msg)), step.st
 		}
 		if code == 421 {
 			// RFC 5321 §3.8: the server is closing; the rest of the group
@@ -200,7 +200,7 @@ func (s *session) stepwise(m *txn, utf8 bool) (stage, error) {
 		if code == want || (want == 250 && code/100 == 2) {
 			return nil
 		}
-		return smtpx.Classify(cmd, replyError(code, msg))
+		return smtpx.Classify(cmd, smtpx.ReplyError(code, msg))
 	}
 	if s.dirty {
 		s.w.WriteString("RSET\r\n")
@@ -305,7 +305,7 @@ func (s *session) data(m, next *txn) (string, stage, error) {
 		if code == 421 {
 			s.broken = true
 		}
-		return "", stageDot, smtpx.Classify("DATA", replyError(code, msg))
+		return "", stageDot, smtpx.Classify("DATA", smtpx.ReplyError(code, msg))
 	}
 	s.dirty = s.opened != nil
 	return msg, stageDot, nil
