@@ -173,16 +173,9 @@ func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error 
 // how a server turns a session away.
 func (s *relaySession) greeting() *smtpx.Error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
-	code, msg, err := smtpx.ReadReply(s.text.R)
-	if err != nil {
-		s.broken = true
-		return smtpx.Classify("greeting", err)
-	}
-	if code != 220 {
-		s.broken = true
-		return smtpx.Classify("greeting", smtpx.ReplyError(code, msg))
-	}
-	return nil
+	err := smtpx.ReadGreeting(s.text.R)
+	s.broken = err != nil
+	return err
 }
 
 // hello sends EHLO and keeps the capabilities (RFC 5321 §4.1.1.1).

@@ -205,12 +205,8 @@ func (s *session) handshake(ctx context.Context) error {
 // how a server turns a session away.
 func (s *session) greeting() error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.to.Command))
-	code, msg, err := s.readReply()
-	if err != nil {
-		return smtpx.Classify("greeting", err)
-	}
-	if code != 220 {
-		return smtpx.Classify("greeting", smtpx.ReplyError(code, msg))
+	if err := smtpx.ReadGreeting(s.r); err != nil {
+		return err
 	}
 	return nil
 }

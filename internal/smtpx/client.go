@@ -59,6 +59,19 @@ func ReadReply(r *bufio.Reader) (int, string, error) {
 	}
 }
 
+// ReadGreeting reads the server's greeting (RFC 5321 §4.3.1): nil for a
+// 220. A 421 or 554 here is how a server turns a session away.
+func ReadGreeting(r *bufio.Reader) *Error {
+	code, msg, err := ReadReply(r)
+	if err != nil {
+		return Classify("greeting", err)
+	}
+	if code != 220 {
+		return Classify("greeting", ReplyError(code, msg))
+	}
+	return nil
+}
+
 // replyCode reads the three digits that start a reply line, followed by
 // nothing, a space or a hyphen (RFC 5321 §4.2).
 func replyCode(line []byte) (int, bool) {
