@@ -325,9 +325,6 @@ func openJournal(path string, meta JournalMeta, fresh bool, pace time.Duration) 
 // Run is this run's number in the journal (1 for the first).
 func (j *Journal) Run() uint32 { return j.run }
 
-// Path is the journal's file name.
-func (j *Journal) Path() string { return j.db.Path() }
-
 // A record's key is the recipient's line in the list, big-endian. The
 // list cannot change under a journal (its digest is checked), so the line
 // names the recipient; and the list is read in order, so records are

@@ -140,10 +140,3 @@ func (k *KeyedSemaphore) Release(key string) {
 	close(k.wake)
 	k.wake = make(chan struct{})
 }
-
-// Held is the number of slots held for key now.
-func (k *KeyedSemaphore) Held(key string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.held[key]
-}

@@ -284,14 +284,6 @@ func (l *Lab) startDaemon(outPath, name string, args ...string) (string, error) 
 	return strings.TrimSpace(string(b)), err
 }
 
-// FlushRelay asks the relay to retry its deferred mail now (postqueue -f).
-func (l *Lab) FlushRelay() error {
-	if out, err := exec.Command(tool("postqueue"), "-c", l.relay.conf, "-f").CombinedOutput(); err != nil {
-		return fmt.Errorf("postqueue -f: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 // RelayQueue returns the relay's queue listing (postqueue -p), for failure messages.
 func (l *Lab) RelayQueue() string {
 	out, err := exec.Command(tool("postqueue"), "-c", l.relay.conf, "-p").CombinedOutput()

@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
-	"os"
 	"time"
 )
 
@@ -111,14 +110,6 @@ func (ca *CA) Issue(names []string, notBefore, notAfter time.Time) (*Leaf, error
 // ServerConfig is a tls.Config serving this leaf.
 func (l *Leaf) ServerConfig() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{l.TLS}}
-}
-
-// WriteFiles writes the leaf's certificate and key (0600) to the two paths.
-func (l *Leaf) WriteFiles(certPath, keyPath string) error {
-	if err := os.WriteFile(certPath, l.CertPEM, 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyPath, l.KeyPEM, 0o600)
 }
 
 func serial() *big.Int {
