@@ -34,7 +34,8 @@ const mxCacheSize = 10000
 const mxRetryAfter = 30 * time.Second
 
 // mxCache resolves each domain once (concurrent askers share the look-up)
-// and remembers the answer for the run.
+// and remembers the answer for the run: its MX hosts and, with sts set,
+// its MTA-STS policy, which is looked up with them.
 type mxCache struct {
 	r   MXResolver
 	sts *sts.Fetcher // nil: MTA-STS is not looked up

@@ -44,7 +44,8 @@ type Options struct {
 	RetryQueue int
 
 	// Resolver is used for MX look-ups in direct mode; nil: the config's
-	// resolver, else /etc/resolv.conf.
+	// resolver, else /etc/resolv.conf. MTA-STS needs TXT and address
+	// look-ups too (sts.Resolver): a Resolver without them gets none.
 	Resolver MXResolver
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
