@@ -141,7 +141,7 @@ func (s status) String() string {
 }
 
 // leadingEnhanced finds an enhanced code at the start of the text, for
-// callers that did not split it off: RFC 2034 §4 puts it first on every
+// callers that did not split it off: RFC 2034 puts it first on every
 // line of the reply. Its class must agree with the basic code, else it is
 // taken for ordinary words (an IP address, a version number).
 func leadingEnhanced(code int, text string) string {
@@ -156,20 +156,17 @@ func leadingEnhanced(code int, text string) string {
 
 // lineStart is what servers repeat at the start of each line of a
 // multi-line reply: the code with its "-" or " " (RFC 5321 §4.2.1) and the
-// enhanced code (RFC 2034 §4).
+// enhanced code (RFC 2034).
 var lineStart = regexp.MustCompile(`^(\d{3}[ -])?([245]\.\d{1,3}\.\d{1,3}( |$))?`)
 
 // flatten joins the lines of a reply (joined by the caller with " / " or
 // left with newlines) into one, without the codes repeated on each line, so
 // that a phrase broken across lines still matches.
 func flatten(text string) string {
-	if !strings.Contains(text, "\n") && !strings.Contains(text, " / ") && !lineStart.MatchString(strings.TrimSpace(text)) {
-		return text
-	}
 	lines := strings.FieldsFunc(strings.ReplaceAll(text, " / ", "\n"), func(r rune) bool { return r == '\n' || r == '\r' })
 	for i, l := range lines {
 		l = strings.TrimSpace(l)
-		lines[i] = strings.TrimSpace(l[len(lineStart.FindString(l)):])
+		lines[i] = l[len(lineStart.FindString(l)):]
 	}
 	return strings.Join(strings.Fields(strings.Join(lines, " ")), " ")
 }

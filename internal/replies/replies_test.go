@@ -140,6 +140,9 @@ func TestClassifyBasicCode(t *testing.T) {
 func TestClassifyEnhanced(t *testing.T) {
 	at := func(code int, enh, cmd string) Reply { return Reply{code, enh, "", cmd} }
 	checkCases(t, []replyCase{
+		// §3.1 other or undefined: the basic code decides
+		{"5.0.0 at RCPT", at(550, "5.0.0", "RCPT"), want{Recipient, true, "mailbox-unavailable", ""}},
+		{"4.0.0", at(451, "4.0.0", "DATA"), want{Transient, false, "temporary", ""}},
 		// §3.2 address status
 		{"5.1.1", at(550, "5.1.1", "RCPT"), want{Recipient, true, "mailbox-unknown", ""}},
 		{"5.1.2", at(550, "5.1.2", "RCPT"), want{Recipient, true, "domain-unknown", ""}},
@@ -164,6 +167,8 @@ func TestClassifyEnhanced(t *testing.T) {
 		{"4.4.5", at(421, "4.4.5", "MAIL"), want{Transient, false, "congestion", ""}},
 		{"5.4.4", at(550, "5.4.4", "RCPT"), want{Recipient, true, "unroutable", ""}},
 		{"4.4.7", at(451, "4.4.7", "DATA"), want{Transient, false, "network", ""}},
+		{"5.4.1 at RCPT", Reply{550, "5.4.1", "Recipient address rejected: Access denied. AS(201806281) [DB5EUR03FT003.eop-EUR03.prod.protection.outlook.com]", "RCPT"}, want{Recipient, true, "unroutable", ""}},
+		{"restricted recipient", Reply{550, "5.7.1", "RESOLVER.RST.AuthRequired; authentication required [Stage: CreateMessage]", "RCPT"}, want{Recipient, true, "recipient-restricted", ""}},
 		// §3.6 protocol status
 		{"4.5.3", at(452, "4.5.3", "RCPT"), want{Transient, false, "too-many-recipients", ""}},
 		{"5.5.2", at(501, "5.5.2", "MAIL"), want{Unknown, true, "protocol", ""}},
@@ -194,6 +199,39 @@ func TestClassifyEnhanced(t *testing.T) {
 		{"enhanced class 3", at(550, "3.1.1", "RCPT"), want{Recipient, true, "mailbox-unavailable", ""}},
 		{"unregistered subject", at(550, "5.9.9", "MAIL"), want{Sender, true, "sender-rejected", ""}},
 		{"unregistered x.7 detail", at(554, "5.7.999", "connect"), want{Policy, true, "refused", ""}},
+	})
+}
+
+// Unregistered X.7.x codes at AUTH, as Exchange Online sends them (no
+// Microsoft page documents 5.7.139; the generic rule reads the words).
+func TestClassifyAuthUnregistered(t *testing.T) {
+	checkCases(t, []replyCase{
+		{"5.7.139 basic auth disabled", Reply{535, "5.7.139", "Authentication unsuccessful, basic authentication is disabled. [BN9PR03CA0000.namprd03.prod.outlook.com]", "AUTH"},
+			want{Auth, true, "basic-auth-disabled", ""}},
+		{"5.7.139 tenant", Reply{535, "5.7.139", "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.", "AUTH"},
+			want{Auth, true, "basic-auth-disabled", ""}},
+		{"5.7.139 security defaults", Reply{535, "5.7.139", "Authentication unsuccessful, user is locked by your organization's security defaults policy. Contact your administrator.", "AUTH"},
+			want{Auth, true, "security-defaults", ""}},
+		{"5.7.139 criteria", Reply{535, "5.7.139", "Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.", "AUTH"},
+			want{Auth, true, "auth-failed", ""}},
+		{"5.7.3", Reply{535, "5.7.3", "Authentication unsuccessful", "AUTH"},
+			want{Auth, true, "auth-failed", ""}},
+		{"5.7.57 at MAIL", Reply{530, "5.7.57", "Client not authenticated to send mail. Error: 535 5.7.139 Authentication unsuccessful", "MAIL"},
+			want{Auth, true, "auth-required", ""}},
+	})
+}
+
+// Sending quotas under codes RFC 3463 gives other meanings.
+func TestClassifyQuotaWords(t *testing.T) {
+	checkCases(t, []replyCase{
+		{"4.4.5 per second", Reply{452, "4.4.5", "Messages per second limit exceeded", "MAIL"}, want{Quota, false, "rate", ""}},
+		{"5.4.5 daily", Reply{550, "5.4.5", "Daily sending quota exceeded", "MAIL"}, want{Quota, true, "daily-quota", ""}},
+		{"4.4.5 busy", Reply{421, "4.4.5", "Server busy, try again later.", "MAIL"}, want{Transient, false, "congestion", ""}},
+		{"4.5.3 daily", Reply{452, "4.5.3", "Daily message limit exceeded", "MAIL"}, want{Quota, false, "daily-quota", ""}},
+		{"4.5.3 recipients", Reply{452, "4.5.3", "Too many recipients, limit is 100", "RCPT"}, want{Transient, false, "too-many-recipients", ""}},
+		{"421 4.7.0 connections", Reply{421, "4.7.0", "Too many concurrent SMTP connections; please try again later.", "connect"}, want{Quota, false, "rate", ""}},
+		{"421 4.7.0 later", Reply{421, "4.7.0", "Try again later, closing connection.", "EHLO"}, want{Transient, false, "service-unavailable", ""}},
+		{"454 4.7.0 at AUTH", Reply{454, "4.7.0", "Temporary authentication failure", "AUTH"}, want{Auth, false, "auth-temporary", ""}},
 	})
 }
 
@@ -250,6 +288,20 @@ func TestClassifyProviders(t *testing.T) {
 		{"spamhaus", Reply{550, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1", "RCPT"},
 			want{Reputation, true, "blocklist", "Spamhaus"}},
 		{"spamhaus at connect, no enhanced", Reply{554, "", "mx.example.invalid: 192.0.2.1 listed at zen.spamhaus.org", "connect"},
+			want{Reputation, true, "blocklist", "Spamhaus"}},
+		{"microsoft 5.7.30", Reply{550, "5.7.30", "Basic authentication is not supported for Client Submission.", "AUTH"},
+			want{Auth, true, "basic-auth-disabled", "Microsoft"}},
+		{"outlook RP-001", Reply{421, "", "RP-001 (BAY004-MC1F24) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again.", "MAIL"},
+			want{Reputation, false, "reputation", "Microsoft"}},
+		{"outlook SC-004", Reply{550, "", "SC-004 Mail rejected by Outlook.com for policy reasons. A block has been placed against your IP address because we have received complaints concerning mail coming from that IP address.", "RCPT"},
+			want{Reputation, true, "complaints", "Microsoft"}},
+		{"outlook OU-001 names Spamhaus", Reply{550, "", "OU-001 Mail rejected by Outlook.com for policy reasons. For more information about this block and to request removal please go to: Spamhaus.", "RCPT"},
+			want{Reputation, true, "blocklist", "Microsoft"}},
+		{"outlook DY-001", Reply{550, "", "DY-001 Mail rejected by Outlook.com for policy reasons. We generally do not accept email from dynamic IP's", "connect"},
+			want{Policy, true, "direct-refused", "Microsoft"}},
+		{"yahoo no such user", Reply{554, "", "delivery error: dd This user doesn't have a yahoo.com account (u@yahoo.com) [-5] - mta123.mail.mud.yahoo.com", "DATA"},
+			want{Recipient, true, "mailbox-unknown", "Yahoo"}},
+		{"yahoo BL21 spamhaus", Reply{553, "5.7.1", "[BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes", "connect"},
 			want{Reputation, true, "blocklist", "Spamhaus"}},
 		// Gmail's wording needs Gmail's signature: another server's 5.7.26
 		// is classified by the RFC.
@@ -311,9 +363,27 @@ func TestFlatten(t *testing.T) {
 		"5.7.1 leading code":                        "leading code",
 		"SPF / DKIM":                                "SPF DKIM",
 		"  spaced   out / 550-5.7.1   more  words ": "spaced out more words",
+		"a\r\n250 b":                                "a b",
+		"":                                          "",
 	} {
 		if got := flatten(in); got != want {
 			t.Errorf("flatten(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Classify shares the catalog between goroutines; -race checks it.
+func TestClassifyConcurrent(t *testing.T) {
+	done := make(chan bool)
+	for range 8 {
+		go func() {
+			for range 100 {
+				Classify(Reply{550, "5.7.26", "This email has been blocked because the sender is unauthenticated. - gsmtp", "DATA"})
+			}
+			done <- true
+		}()
+	}
+	for range 8 {
+		<-done
 	}
 }

@@ -86,9 +86,9 @@ func byEnhanced(r Reply, st status) (rule, bool) {
 		case 6:
 			return rule{Recipient, "mailbox-moved", "the recipient's mailbox has moved, with no forwarding address", "ask the recipient for their new address", src("§3.2 (X.1.6)")}, true
 		case 10:
-			// RFC 7505 §4.2 (and its IANA registration): the recipient's
+			// RFC 7505 (and its IANA registration): the recipient's
 			// domain publishes a null MX, it receives no mail at all.
-			return rule{Recipient, "null-mx", "the recipient's domain receives no mail (null MX)", fixRecipientGone, "RFC 7505 §4.2"}, true
+			return rule{Recipient, "null-mx", "the recipient's domain receives no mail (null MX)", fixRecipientGone, "RFC 7505"}, true
 		}
 		return rule{Recipient, "bad-address", "the server refused the recipient's address", "check the address", src("§3.2")}, true
 	case 2: // §3.3 mailbox status
@@ -112,18 +112,26 @@ func byEnhanced(r Reply, st status) (rule, bool) {
 		return rule{Transient, "server", "the receiving mail system has a problem", fixRetryLater, src("§3.4")}, true
 	case 4: // §3.5 network and routing status
 		if st.detail == 5 {
-			if ru, hit := quotaWords(r.Text); hit {
+			if ru, hit := quotaWords(r.Text, true); hit {
 				return ru, true
 			}
 			return rule{Transient, "congestion", "the receiving mail system is congested", fixRetryLater, src("§3.5 (X.4.5)")}, true
 		}
-		if st.detail == 4 && r.Code >= 500 {
-			return rule{Recipient, "unroutable", "the recipient's domain cannot be routed to", fixRecipientGone, src("§3.5 (X.4.4)")}, true
+		if r.Code >= 500 && (st.detail == 4 || r.Command == "RCPT") {
+			// A permanent routing failure for this address: X.4.4 "unable to
+			// route", or any X.4.x given to RCPT (Exchange Online's "550
+			// 5.4.1 Recipient address rejected: Access denied" when the
+			// address is not in its directory).
+			return rule{Recipient, "unroutable", "the recipient's address or domain cannot be routed to", fixRecipientGone, src("§3.5")}, true
 		}
 		return rule{Transient, "network", "a network or routing problem on the way to the recipient", fixRetryLater, src("§3.5")}, true
 	case 5: // §3.6 mail delivery protocol status
 		switch st.detail {
 		case 3:
+			// Some relays send their daily limit as X.5.3.
+			if ru, hit := quotaWords(r.Text, false); hit {
+				return ru, true
+			}
 			// RFC 5321 §4.5.3.1.10: too many recipients is 452, retry the
 			// rest in another transaction.
 			return rule{Transient, "too-many-recipients", "the server takes fewer recipients per message", "nothing to change; mailroute sends the rest in another transaction", src("§3.6 (X.5.3)")}, true
@@ -133,8 +141,8 @@ func byEnhanced(r Reply, st status) (rule, bool) {
 		return rule{Unknown, "protocol", "the server did not understand a command", "report this to the mailroute developers with the server's words", src("§3.6")}, true
 	case 6: // §3.7 message content or media status
 		if st.detail >= 7 && st.detail <= 10 {
-			// RFC 6531 §3.7.4 / RFC 6533 / RFC 6858: internationalized mail.
-			return rule{Message, "utf8", "the server cannot take UTF-8 addresses or headers", "use ASCII addresses and headers for this recipient", "RFC 6531 §3.7.4"}, true
+			// RFC 6531 / RFC 6533 (X.6.7-X.6.10): internationalized mail.
+			return rule{Message, "utf8", "the server cannot take UTF-8 addresses or headers", "use ASCII addresses and headers for this recipient", "RFC 6531"}, true
 		}
 		return rule{Message, "content", "the server refused the message's content or format", "check the message's format and attachments", src("§3.7")}, true
 	case 7: // §3.8 security or policy status
@@ -158,8 +166,17 @@ func senderAddress(st status, src string) rule {
 // securityPolicy is RFC 3463 §3.8 and the X.7.x codes registered since.
 func securityPolicy(r Reply, st status) (rule, bool) {
 	s := "RFC 3463 §3.8 (X.7." + strconv.Itoa(st.detail) + ")"
+	authCode := st.detail >= 8 && st.detail <= 14 || st.detail == 30
+	if (r.Command == "AUTH" || r.Code == 535) && !authCode {
+		// An answer to AUTH is about the login whatever the detail says:
+		// Exchange sends "535 5.7.3 Authentication unsuccessful".
+		return authRefusal(r), true
+	}
 	switch st.detail {
 	case 0, 1: // vague; the words did not decide
+		if r.Code == 421 {
+			return rule{}, false // RFC 5321 §3.8: closing for now
+		}
 		if r.Command == "RCPT" || r.Command == "DATA" || r.Command == "MAIL" || r.Command == "connect" || r.Command == "greeting" || r.Command == "EHLO" {
 			return rule{Policy, "refused", "the server refuses mail from this client", "read the server's words; the receiving site's postmaster can say why", s}, true
 		}
@@ -181,35 +198,59 @@ func securityPolicy(r Reply, st status) (rule, bool) {
 	case 14:
 		return rule{Auth, "trust-required", "the relay needs a trust relationship with this client", "contact the relay's administrator", "RFC 5248 (X.7.14)"}, true
 	case 15:
-		return rule{Policy, "priority", "the message's priority is too low for the server", "send without a priority", "RFC 6710 §5"}, true
+		return rule{Policy, "priority", "the message's priority is too low for the server", "send without a priority", "RFC 6710"}, true
 	case 16:
-		return rule{Message, "too-big", "the message is too big for its priority", fixTooBig, "RFC 6710 §5"}, true
-	case 17, 18, 19: // RFC 7293 §4: require-recipient-valid-since
-		return rule{Recipient, "owner-changed", "the recipient's mailbox or domain has a new owner", fixRecipientGone, "RFC 7293 §4"}, true
-	case 20, 21, 22: // RFC 7372 §3.1
-		return rule{Sender, "dkim", "the message has no DKIM signature the server accepts", "sign mail with DKIM for the sender's domain (d= aligned with From); see `mailroute check`", "RFC 7372 §3.1"}, true
-	case 23, 24: // RFC 7372 §3.2
-		return rule{Sender, "spf", "SPF fails for the sender's domain", "add the sending IP or relay to the SPF record of the envelope sender's domain; see `mailroute check`", "RFC 7372 §3.2"}, true
-	case 25: // RFC 7372 §3.3
-		return rule{Sender, "ptr", "the sending IP has no matching reverse DNS (PTR) name", "set a PTR record for the sending IP whose name resolves back to it (ask the IP's owner)", "RFC 7372 §3.3"}, true
-	case 26: // RFC 7372 §3.4: which checks failed is not said; in practice DMARC.
-		return rule{Sender, "dmarc", "the message fails the server's authentication checks (SPF, DKIM, DMARC)", fixAuthDNS, "RFC 7372 §3.4"}, true
-	case 27: // RFC 7505 §4.2
-		return rule{Sender, "null-mx", "the sender's domain publishes a null MX, so it cannot receive replies", "use a sender domain that receives mail", "RFC 7505 §4.2"}, true
+		return rule{Message, "too-big", "the message is too big for its priority", fixTooBig, "RFC 6710"}, true
+	case 17, 18, 19: // RFC 7293: Require-Recipient-Valid-Since
+		return rule{Recipient, "owner-changed", "the recipient's mailbox or domain has a new owner", fixRecipientGone, "RFC 7293"}, true
+	case 20, 21, 22: // RFC 7372 §3: DKIM
+		return rule{Sender, "dkim", "the message has no DKIM signature the server accepts", "sign mail with DKIM for the sender's domain (d= aligned with From); see `mailroute check`", "RFC 7372 §3 (X.7.20-X.7.22)"}, true
+	case 23, 24: // RFC 7372 §3: SPF
+		return rule{Sender, "spf", "SPF fails for the sender's domain", "add the sending IP or relay to the SPF record of the envelope sender's domain; see `mailroute check`", "RFC 7372 §3 (X.7.23, X.7.24)"}, true
+	case 25: // RFC 7372 §3: reverse DNS
+		return rule{Sender, "ptr", "the sending IP has no matching reverse DNS (PTR) name", "set a PTR record for the sending IP whose name resolves back to it (ask the IP's owner)", "RFC 7372 §3 (X.7.25)"}, true
+	case 26: // RFC 7372 §3: which checks failed is not said; in practice DMARC.
+		return rule{Sender, "dmarc", "the message fails the server's authentication checks (SPF, DKIM, DMARC)", fixAuthDNS, "RFC 7372 §3 (X.7.26)"}, true
+	case 27: // RFC 7505: the sender's domain receives no mail
+		return rule{Sender, "null-mx", "the sender's domain publishes a null MX, so it cannot receive replies", "use a sender domain that receives mail", "RFC 7505"}, true
 	case 28: // IANA registry: "mail flood detected"
 		return rule{Reputation, "reputation", "the server sees an unusual rate of unwanted mail from this sender", fixReputation, "IANA SMTP Enhanced Status Codes (X.7.28)"}, true
-	case 29: // RFC 8617 §9.4
+	case 29: // RFC 8617: ARC
 		return rule{Sender, "arc", "ARC validation failed for the message", fixAuthDNS, "RFC 8617 (X.7.29)"}, true
 	case 30:
-		// RFC 8689 §5 registers X.7.30 as "REQUIRETLS support required";
+		// RFC 8689 registers X.7.30 as "REQUIRETLS support required";
 		// Microsoft uses it for "basic authentication is not supported"
 		// (the catalog has that wording). At AUTH it can only be the login.
 		if r.Command == "AUTH" {
-			return rule{Auth, "basic-auth-disabled", "the relay no longer takes a plain password", "log in with OAuth 2.0 or use another relay", "RFC 8689 §5 (X.7.30)"}, true
+			return rule{Auth, "basic-auth-disabled", "the relay no longer takes a plain password", "log in with OAuth 2.0 or use another relay", "RFC 8689 (X.7.30)"}, true
 		}
-		return rule{Policy, "requiretls", "the server needs REQUIRETLS support on the way to the recipient", "send without REQUIRETLS", "RFC 8689 §5"}, true
+		return rule{Policy, "requiretls", "the server needs REQUIRETLS support on the way to the recipient", "send without REQUIRETLS", "RFC 8689"}, true
 	}
 	return rule{}, false
+}
+
+var (
+	basicAuthOff     = re(`basic auth(entication)? (is )?(disabled|not supported)|smtpclientauthentication is disabled`)
+	securityDefaults = re(`security defaults`)
+)
+
+// authRefusal is a refused login whose X.7.x code is not one of RFC 4954's
+// or RFC 5248's, such as Exchange Online's "535 5.7.139 Authentication
+// unsuccessful, ..." (no Microsoft page documenting 5.7.139 was found, so
+// this is a generic rule on RFC 4954 §6 and the server's words, not a
+// catalog entry).
+func authRefusal(r Reply) rule {
+	const s = "RFC 4954 §6, refined by the server's words"
+	text := r.Text
+	switch {
+	case r.Code == 454:
+		return rule{Auth, "auth-temporary", "the relay could not check the login for now", fixRetryLater, s}
+	case basicAuthOff.MatchString(text):
+		return rule{Auth, "basic-auth-disabled", "the relay no longer takes a plain password for SMTP login", "log in with OAuth 2.0, or ask the relay's administrator to allow SMTP AUTH for the account", s}
+	case securityDefaults.MatchString(text):
+		return rule{Auth, "security-defaults", "the organization's security settings block SMTP login with a password", "ask the administrator to allow SMTP AUTH for the account, or log in with OAuth 2.0", s}
+	}
+	return rule{Auth, "auth-failed", "the relay refused the login", fixLogin, s}
 }
 
 // byBasic is the RFC 5321 §4.2.2/§4.2.3 meaning of the three digits and the
@@ -254,8 +295,8 @@ func byBasic(r Reply) rule {
 		}
 		return rule{Unknown, "protocol", "the server did not accept a command's arguments", "report this to the mailroute developers with the server's words", s}
 	case 521, 556:
-		// RFC 7504 §3: the host or domain does not accept mail at all.
-		return rule{Recipient, "null-mx", "the recipient's domain does not accept mail", fixRecipientGone, "RFC 7504 §3"}
+		// RFC 7504: the host or domain does not accept mail at all.
+		return rule{Recipient, "null-mx", "the recipient's domain does not accept mail", fixRecipientGone, "RFC 7504"}
 	case 550:
 		switch c {
 		case "RCPT":

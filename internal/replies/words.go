@@ -25,6 +25,10 @@ const (
 // come first ("Sender address rejected: not logged in" is a login problem
 // before it is a sender problem).
 var wordRules = []wordRule{
+	// Exchange's recipient restrictions ("550 5.7.1 RESOLVER.RST.AuthRequired;
+	// authentication required"): about this recipient, not our login.
+	{re: re(`resolver\.rst\.`), cmds: []string{"RCPT", "DATA"},
+		rule: rule{Recipient, "recipient-restricted", "the recipient accepts mail only from certain senders", "remove the address, or ask the recipient to accept mail from the sender's address", srcWords}},
 	{re: re(`not logged in|authentication required|must (first )?authenticate|not authenticated|requires? (smtp )?auth`),
 		rule: rule{Auth, "auth-required", "the server requires a login before it takes this mail", "set the relay's user and password in the config", srcWords}},
 	{re: re(`relay access denied|relaying (is )?denied|relay(ing)? (is )?not (permitted|allowed)|unable to relay|not permitted to relay|we do not relay`),
@@ -35,7 +39,7 @@ var wordRules = []wordRule{
 		rule: rule{Reputation, "blocklist", "the sending IP or domain is on a blocklist", "look the sending IP and domain up on the list named in the reply and ask for removal once the cause is fixed", srcWords}},
 	{re: re(`daily (sending |user sending |message )?(quota|limit)|per day|(quota|limit)[^.]{0,30}(day|24 ?h)`),
 		rule: rule{Quota, "daily-quota", "the daily sending limit is used up", "wait until the limit resets (usually 24 hours) or spread the mailing over more days", srcWords}},
-	{re: re(`too much mail from|too many (messages|mails|connections|sessions|errors)|rate.?limit|sending rate|throttl|slow down|exceeded the (rate|number)`),
+	{re: re(`too much mail from|too many (concurrent |simultaneous |smtp )*(messages|mails|connections|sessions|errors)|rate.?limit|sending rate|throttl|slow down|exceeded the (rate|number)`),
 		rule: rule{Quota, "rate", "the sender is sending faster than the server allows", fixSlowDown, srcPostfix + "#smtpd_client_message_rate_limit"}},
 	{re: re(`sender address rejected`), cmds: []string{"MAIL", "RCPT", "DATA"},
 		rule: rule{Sender, "sender-rejected", "the server refused the sender's address", "use a sender address whose domain exists and that the server accepts; see `mailroute check`", srcPostfix + "#smtpd_sender_restrictions"}},
@@ -46,11 +50,11 @@ var wordRules = []wordRule{
 	{re: re(`(user|recipient|mailbox|address|account)[^.]{0,40}(unknown|not found|does not exist|doesn't exist|no such)|no such (user|mailbox|recipient|address)|unknown (user|recipient|mailbox)|invalid (recipient|mailbox)`), cmds: []string{"RCPT", "DATA"},
 		rule: rule{Recipient, "mailbox-unknown", "the recipient's mailbox does not exist", fixRecipientGone, "RFC 3463 §3.2 (X.1.1), from the server's words"}},
 	{re: re(`\bdmarc\b`),
-		rule: rule{Sender, "dmarc", "DMARC fails for the sender's domain", fixAuthDNS, "RFC 7372 §3.4, from the server's words"}},
+		rule: rule{Sender, "dmarc", "DMARC fails for the sender's domain", fixAuthDNS, "RFC 7372 §3 (X.7.26), from the server's words"}},
 	{re: re(`\bspf\b`),
-		rule: rule{Sender, "spf", "SPF fails for the sender's domain", "add the sending IP or relay to the SPF record of the envelope sender's domain; see `mailroute check`", "RFC 7372 §3.2, from the server's words"}},
+		rule: rule{Sender, "spf", "SPF fails for the sender's domain", "add the sending IP or relay to the SPF record of the envelope sender's domain; see `mailroute check`", "RFC 7372 §3 (X.7.23), from the server's words"}},
 	{re: re(`\bdkim\b`),
-		rule: rule{Sender, "dkim", "the message has no DKIM signature the server accepts", "sign mail with DKIM for the sender's domain (d= aligned with From); see `mailroute check`", "RFC 7372 §3.1, from the server's words"}},
+		rule: rule{Sender, "dkim", "the message has no DKIM signature the server accepts", "sign mail with DKIM for the sender's domain (d= aligned with From); see `mailroute check`", "RFC 7372 §3 (X.7.20), from the server's words"}},
 	{re: re(`reverse dns|\bptr\b|\brdns\b|reverse (lookup|hostname)|cannot find your (reverse )?hostname`),
 		rule: rule{Sender, "ptr", "the sending IP has no matching reverse DNS (PTR) name", "set a PTR record for the sending IP whose name resolves back to it (ask the IP's owner)", srcPostfix + "#reject_unknown_client_hostname"}},
 	{re: re(`(helo|ehlo)[^.]{0,30}(rejected|invalid|fully.qualified|not valid)`),
@@ -86,9 +90,12 @@ func byWords(r Reply) (rule, bool) {
 
 var quotaOrLimit = re(`quota|limit`)
 
-// quotaWords tells a quota from congestion for X.4.5, which RFC 3463 §3.5
-// calls "mail system congestion" and providers use for sending quotas.
-func quotaWords(text string) (rule, bool) {
+// quotaWords finds a sending quota in the words of a code that RFC 3463
+// gives another meaning: X.4.5, "mail system congestion" (§3.5), which
+// providers use for quotas, and X.5.3, "too many recipients" (§3.6), which
+// some relays use for their daily limit. With loose, any "quota" or "limit"
+// will do.
+func quotaWords(text string, loose bool) (rule, bool) {
 	for _, w := range wordRules {
 		if w.fault == Quota && w.re.MatchString(text) {
 			ru := w.rule
@@ -96,7 +103,7 @@ func quotaWords(text string) (rule, bool) {
 			return ru, true
 		}
 	}
-	if quotaOrLimit.MatchString(text) {
+	if loose && quotaOrLimit.MatchString(text) {
 		return rule{Quota, "rate", "the sender has reached a sending limit", fixSlowDown, "RFC 3463 §3.5 (X.4.5), refined by the server's words"}, true
 	}
 	return rule{}, false
