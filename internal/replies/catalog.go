@@ -55,8 +55,8 @@ func (e *Entry) verdict() Verdict {
 }
 
 // matches reports whether r (its command normalized, st its parsed
-// enhanced code when ok) is this entry's reply.
-func (e *Entry) matches(r Reply, st status, ok bool) bool {
+// enhanced code when ok, low its text in lower case) is this entry's reply.
+func (e *Entry) matches(r Reply, st status, ok bool, low string) bool {
 	if len(e.Codes) > 0 && !slices.Contains(e.Codes, r.Code) {
 		return false
 	}
@@ -67,7 +67,6 @@ func (e *Entry) matches(r Reply, st status, ok bool) bool {
 		return false
 	}
 	if len(e.Text) > 0 {
-		low := strings.ToLower(r.Text)
 		if !slices.ContainsFunc(e.Text, func(s string) bool { return strings.Contains(low, strings.ToLower(s)) }) {
 			return false
 		}
@@ -167,8 +166,9 @@ func Catalog() []Entry {
 // file's order is the priority: narrow entries come before broad ones.
 func matchCatalog(r Reply, st status, ok bool) *Entry {
 	es := Catalog()
+	low := strings.ToLower(r.Text)
 	for i := range es {
-		if es[i].matches(r, st, ok) {
+		if es[i].matches(r, st, ok, low) {
 			return &es[i]
 		}
 	}

@@ -88,7 +88,7 @@ func Classify(r Reply) Verdict {
 		st = status{}
 	}
 	var v Verdict
-	if e := matchCatalog(r, st, ok); e != nil {
+	if e := matchCatalog(r, st, ok); e != nil && r.Code >= 400 && r.Code <= 599 {
 		v = e.verdict()
 	} else {
 		v = classifyRFC(r, st, ok)
@@ -101,9 +101,10 @@ func Classify(r Reply) Verdict {
 }
 
 // maxText caps the words looked at. RFC 5321 §4.5.3.1.5 limits a reply line
-// to 512 octets and real replies are a few lines; a hostile server's megabyte
-// of text must not make every classification slow.
-const maxText = 4096
+// to 512 octets and real replies are a few lines (Gmail's longest, under
+// 1000 octets); a hostile server's megabyte of text must not make every
+// classification slow.
+const maxText = 2048
 
 // status is a parsed RFC 3463 §2 enhanced status code,
 // class "." subject "." detail.

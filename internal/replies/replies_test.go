@@ -130,6 +130,7 @@ func TestClassifyBasicCode(t *testing.T) {
 		{"599", Reply{599, "", "", "DATA"}, want{Unknown, true, "refused", ""}},
 		{"499", Reply{499, "", "", "DATA"}, want{Transient, false, "temporary", ""}},
 		{"250", Reply{250, "", "OK", "DATA"}, want{Unknown, false, "not-refused", ""}},
+		{"250 naming spamhaus", Reply{250, "", "OK, not listed at zen.spamhaus.org", "RCPT"}, want{Unknown, false, "not-refused", ""}},
 		{"0", Reply{0, "", "", ""}, want{Unknown, false, "bad-code", ""}},
 		{"enhanced code in the text", Reply{550, "", "5.1.1 <u@x.invalid>: Recipient address rejected: User unknown", "RCPT"}, want{Recipient, true, "mailbox-unknown", ""}},
 		{"enhanced of another class in the text", Reply{550, "", "4.2.0 later", "MAIL"}, want{Sender, true, "sender-rejected", ""}},
