@@ -217,6 +217,10 @@ func TestClassifyAuthUnregistered(t *testing.T) {
 			want{Auth, true, "auth-failed", ""}},
 		{"5.7.3", Reply{535, "5.7.3", "Authentication unsuccessful", "AUTH"},
 			want{Auth, true, "auth-failed", ""}},
+		{"unregistered 4.7.650, reputation words", Reply{451, "4.7.650", "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", "DATA"},
+			want{Reputation, false, "reputation", ""}},
+		{"unregistered 4.7.999, no words", Reply{451, "4.7.999", "Try again", "DATA"},
+			want{Transient, false, "temporary", ""}},
 		{"5.7.57 at MAIL", Reply{530, "5.7.57", "Client not authenticated to send mail. Error: 535 5.7.139 Authentication unsuccessful", "MAIL"},
 			want{Auth, true, "auth-required", ""}},
 	})
@@ -303,6 +307,10 @@ func TestClassifyProviders(t *testing.T) {
 		{"yahoo no such user", Reply{554, "", "delivery error: dd This user doesn't have a yahoo.com account (u@yahoo.com) [-5] - mta123.mail.mud.yahoo.com", "DATA"},
 			want{Recipient, true, "mailbox-unknown", "Yahoo"}},
 		{"yahoo BL21 spamhaus", Reply{553, "5.7.1", "[BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes", "connect"},
+			want{Reputation, true, "blocklist", "Spamhaus"}},
+		{"exchange online spamhaus", Reply{550, "5.7.1", "Service unavailable, Client host [192.0.2.1] blocked using Spamhaus. To request removal from this list see http://www.spamhaus.org/lookup.lasso (AS16012611)", "RCPT"},
+			want{Reputation, true, "blocklist", "Spamhaus"}},
+		{"exchange online spamhaus DBL", Reply{550, "5.7.1", "Service unavailable, MailFrom domain listed in Spamhaus (S8002)", "MAIL"},
 			want{Reputation, true, "blocklist", "Spamhaus"}},
 		// Gmail's wording needs Gmail's signature: another server's 5.7.26
 		// is classified by the RFC.

@@ -30,7 +30,8 @@ const (
 // classifyRFC is what the standards say about r when no catalog entry
 // matched. Wording is consulted first when the enhanced code is vague
 // (absent, x.0.0, x.7.0, x.7.1 ...): "554 5.7.1 Relay access denied" is a
-// relay refusal, which 5.7.1 alone ("delivery not authorized") cannot say.
+// relay refusal, which 5.7.1 alone ("delivery not authorized") cannot say;
+// and after the enhanced code when no RFC registered it.
 func classifyRFC(r Reply, st status, ok bool) Verdict {
 	if r.Code < 400 || r.Code > 599 {
 		// RFC 5321 §4.2.1: 2yz and 3yz are not refusals; anything else is
@@ -47,6 +48,11 @@ func classifyRFC(r Reply, st status, ok bool) Verdict {
 	}
 	if ok {
 		if ru, hit := byEnhanced(r, st); hit {
+			return ru.verdict()
+		}
+		// A code no RFC registered (Exchange's 4.7.650): the words before
+		// the bare three digits.
+		if ru, hit := byWords(r); hit && !vague(st) {
 			return ru.verdict()
 		}
 	}

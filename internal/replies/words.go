@@ -39,6 +39,8 @@ var wordRules = []wordRule{
 		rule: rule{Reputation, "blocklist", "the sending IP or domain is on a blocklist", "look the sending IP and domain up on the list named in the reply and ask for removal once the cause is fixed", srcWords}},
 	{re: re(`daily (sending |user sending |message )?(quota|limit)|per day|(quota|limit)[^.]{0,30}(day|24 ?h)`),
 		rule: rule{Quota, "daily-quota", "the daily sending limit is used up", "wait until the limit resets (usually 24 hours) or spread the mailing over more days", srcWords}},
+	{re: re(`(due to|because of|poor|low|bad) [^.]{0,20}reputation`),
+		rule: rule{Reputation, "reputation", "the server distrusts the sending IP or domain (poor reputation) and limits or refuses its mail", fixReputation, srcWords}},
 	{re: re(`too much mail from|too many (concurrent |simultaneous |smtp )*(messages|mails|connections|sessions|errors)|rate.?limit|sending rate|throttl|slow down|exceeded the (rate|number)`),
 		rule: rule{Quota, "rate", "the sender is sending faster than the server allows", fixSlowDown, srcPostfix + "#smtpd_client_message_rate_limit"}},
 	{re: re(`sender address rejected`), cmds: []string{"MAIL", "RCPT", "DATA"},
