@@ -153,6 +153,7 @@ func TestClassifyEnhanced(t *testing.T) {
 		{"5.1.8", at(553, "5.1.8", "RCPT"), want{Sender, true, "sender-domain", ""}},
 		{"5.1.0 at MAIL", at(550, "5.1.0", "MAIL"), want{Sender, true, "sender-rejected", ""}},
 		{"5.1.10", at(556, "5.1.10", "RCPT"), want{Recipient, true, "null-mx", ""}},
+		{"5.1.10 from Exchange", Reply{550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", "RCPT"}, want{Recipient, true, "mailbox-unknown", ""}},
 		{"4.1.1 stays temporary", at(450, "4.1.1", "RCPT"), want{Recipient, false, "mailbox-unknown", ""}},
 		// §3.3 mailbox status
 		{"5.2.1", at(550, "5.2.1", "RCPT"), want{Recipient, true, "mailbox-disabled", ""}},

@@ -92,6 +92,11 @@ func byEnhanced(r Reply, st status) (rule, bool) {
 		case 6:
 			return rule{Recipient, "mailbox-moved", "the recipient's mailbox has moved, with no forwarding address", "ask the recipient for their new address", src("§3.2 (X.1.6)")}, true
 		case 10:
+			// Exchange Online sends "550 5.1.10 RESOLVER.ADR.RecipientNotFound"
+			// for an unknown mailbox, not for a null MX.
+			if unknownWords.MatchString(r.Text) {
+				return rule{Recipient, "mailbox-unknown", "the recipient's mailbox does not exist", fixRecipientGone, src("§3.2, from the server's words")}, true
+			}
 			// RFC 7505 (and its IANA registration): the recipient's
 			// domain publishes a null MX, it receives no mail at all.
 			return rule{Recipient, "null-mx", "the recipient's domain receives no mail (null MX)", fixRecipientGone, "RFC 7505"}, true
@@ -236,6 +241,7 @@ func securityPolicy(r Reply, st status) (rule, bool) {
 }
 
 var (
+	unknownWords     = re(`not found|unknown|does not exist|no such`)
 	basicAuthOff     = re(`basic auth(entication)? (is )?(disabled|not supported)|smtpclientauthentication is disabled`)
 	securityDefaults = re(`security defaults`)
 )
