@@ -17,7 +17,10 @@ const DefaultPasswordEnv = "MAILROUTE_PASSWORD"
 // buildConfig turns the recommendation into a send.Config, defaulted and
 // validated, with the evidence behind its numbers.
 func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, now time.Time) (*send.Config, error) {
-	cfg := &send.Config{Mode: rec.Mode, Threads: rec.Threads.Value, Rate: rec.Rate.Rate}
+	cfg := &send.Config{Mode: rec.Mode, Threads: rec.Threads.Value}
+	if !rec.Rate.Rate.IsZero() {
+		cfg.Rate = send.Rates{rec.Rate.Rate}
+	}
 	switch rec.Mode {
 	case send.ModeDirect:
 		// Direct mode must greet with the name receivers check against the

@@ -31,7 +31,7 @@ const (
 type Config struct {
 	Mode     Mode     `toml:"mode" doc:"how mail leaves: \"direct\" (to each recipient's MX on port 25) or \"relay\" (through the [[relay]] servers)" default:"relay"`
 	Threads  int      `toml:"threads" doc:"concurrent SMTP sessions in all; ISP relays usually allow 1-5" default:"2"`
-	Rate     Rate     `toml:"rate" doc:"messages per window for the whole mailing, e.g. \"30/m\", \"1/s\", \"500/d\"; empty: no global limit"`
+	Rate     Rates    `toml:"rate" doc:"at most this many messages in any window of this length for the whole mailing: \"30/m\", \"500/d\", or several at once, [\"30/m\", \"300/h\", \"500/d\"]; each window is kept 1 s longer for counters that keep whole seconds, and what earlier runs sent still counts (see the quota ledger in send --help); empty: no global limit"`
 	Helo     string   `toml:"helo" doc:"name sent in EHLO; direct mode wants this machine's forward-confirmed PTR name" default:"this machine's host name"`
 	From     string   `toml:"from" doc:"envelope sender (MAIL FROM); default: the address in the message's From header"`
 	Resolver string   `toml:"resolver" doc:"DNS server IP[:PORT] for MX look-ups in direct mode; default: /etc/resolv.conf"`
@@ -55,7 +55,7 @@ type Relay struct {
 	CAFile       string  `toml:"ca_file" doc:"extra CA certificates (PEM) to trust for this relay, besides the system roots"`
 	InsecureAuth bool    `toml:"insecure_auth" doc:"allow AUTH without TLS (the password crosses the network in clear)" default:"false"`
 	Threads      int     `toml:"threads" doc:"sessions to this relay; 0: share of the global threads"`
-	Rate         Rate    `toml:"rate" doc:"this relay's own limit, e.g. \"30/m\"; empty: only the global rate applies"`
+	Rate         Rates   `toml:"rate" doc:"this relay account's own limits, e.g. \"30/m\" or [\"30/m\", \"500/d\"]; kept across runs for the account (host, port, username); empty: only the global rate applies"`
 	// MessagesPerSession is for providers that cap the messages one
 	// connection may carry (Yahoo 20, SendGrid 5,000): past the cap they
 	// refuse, and each refusal would cost a retry.

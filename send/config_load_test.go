@@ -56,7 +56,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"arrays", "[[relay]]\nhost = \"a.example\"\n[[relay]]\nhost = \"b.example\"\nport = 2525\n",
 			func(c *Config) any { return []string{c.Relay[0].Addr(), c.Relay[1].Addr()} }, []string{"a.example:587", "b.example:2525"}},
 		{"rate", "rate = \"10/5m\"\n[relay]\nhost = \"h.example\"\nrate = \"1/s\"\n",
-			func(c *Config) any { return []Rate{c.Rate, c.Relay[0].Rate} }, []Rate{{10, 5 * time.Minute}, {1, time.Second}}},
+			func(c *Config) any { return []Rates{c.Rate, c.Relay[0].Rate} }, []Rates{{{10, 5 * time.Minute}}, {{1, time.Second}}}},
+		{"rates", "rate = [\"30/m\", \"300/h\", \"500/d\"]\n[relay]\nhost = \"h.example\"\nrate = [\"20/10s\"]\n",
+			func(c *Config) any { return []Rates{c.Rate, c.Relay[0].Rate} },
+			[]Rates{{{30, time.Minute}, {300, time.Hour}, {500, 24 * time.Hour}}, {{20, 10 * time.Second}}}},
+		{"no rate", "rate = \"\"\nmode = \"direct\"\n", func(c *Config) any { return c.Rate.IsZero() }, true},
 		{"BOM", "\ufeffmode = \"direct\"\n", func(c *Config) any { return c.Mode }, ModeDirect},
 	}
 	for _, tt := range tests {

@@ -84,6 +84,8 @@ func tomlType(t reflect.Type) string {
 	switch t {
 	case reflect.TypeFor[Rate]():
 		return "rate"
+	case reflect.TypeFor[Rates]():
+		return "rate or array of rates"
 	case reflect.TypeFor[Duration]():
 		return "duration"
 	case timeType:
@@ -212,6 +214,10 @@ func writeDoc(w *bufio.Writer, sf reflect.StructField) {
 // encodeKey lets the TOML library write one key, so quoting and escaping are
 // exactly what the decoder expects.
 func encodeKey(name string, v any) (string, error) {
+	if r, ok := v.(Rates); ok && r.IsZero() {
+		// The encoder leaves out a nil slice; no limit is written "".
+		return name + ` = ""`, nil
+	}
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(map[string]any{name: v}); err != nil {
 		return "", err

@@ -29,7 +29,7 @@ func TestDescribeFields(t *testing.T) {
 	for key, want := range map[string]Field{
 		"relay":                {Type: "array of tables"},
 		"relay.port":           {Type: "integer", Default: "587"},
-		"relay.rate":           {Type: "rate"},
+		"relay.rate":           {Type: "rate or array of rates"},
 		"relay.insecure_auth":  {Type: "boolean", Default: "false"},
 		"retry.backoff":        {Type: "duration", Default: "30s"},
 		"dkim":                 {Type: "table"},
@@ -48,12 +48,12 @@ func fullConfig(t *testing.T) *Config {
 	c := &Config{
 		Mode:     ModeRelay,
 		Threads:  4,
-		Rate:     Rate{30, time.Minute},
+		Rate:     Rates{{30, time.Minute}, {500, 24 * time.Hour}},
 		Helo:     "mail.example.com",
 		From:     "news@example.com",
 		Resolver: "192.0.2.53:53",
 		Relay: []Relay{
-			{Host: "smtp.example.com", Port: 465, Username: "me@example.com", PasswordEnv: "SMTP_PASSWORD", Threads: 2, Rate: Rate{100, time.Hour}},
+			{Host: "smtp.example.com", Port: 465, Username: "me@example.com", PasswordEnv: "SMTP_PASSWORD", Threads: 2, Rate: Rates{{100, time.Hour}}},
 			{Host: "backup.example.net", Username: "u", PasswordCmd: `pass show "smtp \"backup\""`, CAFile: writeFile(t, "ca.pem", "x", 0o644)},
 		},
 		Direct: Direct{PerDomainThreads: 3},

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpx"
 	"github.com/mailroute/mailroute/internal/sts"
@@ -267,28 +268,40 @@ func (p *pool) closeAll() {
 
 // directWorker delivers to each recipient's MX, reusing idle sessions.
 func (e *Engine) directWorker(ctx context.Context) {
-	w := e.newWorker(nil, false)
+	limits := quota.Of(e.global)
+	w := e.newWorker(len(limits) > 0, false)
 	defer w.abandon()
 	for {
+		var tok *quota.Token
+		if len(limits) > 0 {
+			if tok = e.slot(limits); tok == nil {
+				return
+			}
+		}
 		j := w.take(ctx)
 		if j == nil {
-			return
-		}
-		if err := e.waitRate(ctx, nil); err != nil {
-			e.putBack(j)
+			tok.Cancel()
 			return
 		}
 		msg, res := e.prepare(w, j)
 		if res != nil {
+			tok.Cancel()
 			e.settle(j, *res)
 			continue
 		}
 		mx, policy, err := e.mx.lookup(ctx, j.rcpt.Domain)
 		if r := mxResult(mx, err); r != nil {
+			tok.Cancel()
 			e.settle(j, *r)
 			continue
 		}
-		e.settle(j, e.directDeliver(ctx, j, mx, policy, msg))
+		res2 := e.directDeliver(ctx, j, mx, policy, msg)
+		if res2.noSession {
+			tok.Cancel() // no MX took a session: nothing was counted
+		} else {
+			tok.Done(e.now())
+		}
+		e.settle(j, res2)
 	}
 }
 
@@ -304,6 +317,7 @@ func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult
 			var res *result
 			if s, res = e.dialMX(ctx, key, mx, policy); res != nil {
 				e.pool.release(key)
+				res.noSession = true
 				return *res
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpx"
 	"github.com/mailroute/mailroute/internal/sts"
@@ -34,6 +35,16 @@ type Options struct {
 	// RetryUnknown sends again to recipients whose outcome is unknown
 	// (connection lost after the final dot): they may get the message twice.
 	RetryUnknown bool
+	// RetryFailed sends again to recipients that failed (never to those
+	// sent): after the cause was mended.
+	RetryFailed bool
+	// MaxWait is the longest a limit may hold the run back: when the next
+	// slot is further away, the run stops cleanly (everything not sent
+	// stays pending) and says when to run again. Default DefaultMaxWait;
+	// negative: wait as long as it takes.
+	MaxWait time.Duration
+	// QuotaDir holds the quota ledgers; default quota.StateDir().
+	QuotaDir string
 
 	Timeouts Timeouts
 	// DrainTimeout bounds how long Drain lets transactions in flight finish
@@ -67,6 +78,12 @@ const SoftMemoryLimit = 40 << 20
 // still caps the heap.
 const GCPercent = 200
 
+// DefaultMaxWait is how long a limit may hold a run back by default: a
+// wait within an hourly window is part of a normal mailing; a used-up
+// daily quota ends the run with the time to run it again rather than
+// leaving a terminal waiting overnight.
+const DefaultMaxWait = time.Hour
+
 // Error is a failure of a run as a whole, with a hint for the user. Setup
 // errors happen before anything is sent (exit 2); others stop a run that
 // had started (exit 1).
@@ -97,7 +114,10 @@ type Engine struct {
 	dead     *deadHosts
 	roots    *x509.CertPool // direct mode: for MTA-STS; nil: the system roots
 	pool     *pool
-	rate     *RateLimiter
+	global   *quota.Limiter // the mailing's rate (cfg.Rate); nil: none
+	ledgers  []*quota.Ledger
+	hold     holdState
+	live     atomic.Int32 // workers running
 	sessions *Semaphore
 
 	// soft is cancelled to stop taking work (Drain, a fatal error, the end
@@ -133,6 +153,9 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	}
 	if e.opts.DrainTimeout <= 0 {
 		e.opts.DrainTimeout = 30 * time.Second
+	}
+	if e.opts.MaxWait == 0 {
+		e.opts.MaxWait = DefaultMaxWait
 	}
 	if e.opts.RetryQueue <= 0 {
 		e.opts.RetryQueue = 10000
@@ -173,7 +196,6 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 			return setup(err, "")
 		}
 	}
-	e.rate = NewRateLimiter(cfg.Rate)
 	e.sessions = NewSemaphore(cfg.Threads)
 	e.tally = newTally()
 	e.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6d61696c))
@@ -246,6 +268,11 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
 	}
+	if err := e.openLimits(); err != nil {
+		e.journal.Close()
+		return nil, err
+	}
+	defer e.closeLimits()
 	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		e.journal.Close()
@@ -262,12 +289,14 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	if e.cfg.Mode == ModeDirect {
 		e.pool = newPool(e.sessions, e.cfg.Direct.PerDomainThreads)
 		for range e.cfg.Threads {
-			workers.Go(func() { e.directWorker(e.hard) })
+			e.live.Add(1)
+			workers.Go(func() { defer e.workerGone(); e.directWorker(e.hard) })
 		}
 	} else {
 		for _, t := range e.relays {
 			for range t.threads {
-				workers.Go(func() { e.relayWorker(e.hard, t) })
+				e.live.Add(1)
+				workers.Go(func() { defer e.workerGone(); e.relayWorker(e.hard, t) })
 			}
 		}
 	}
@@ -395,7 +424,15 @@ func (e *Engine) feed(lr *ListReader) {
 // the ones it leaves alone and reports whether to send.
 func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
 	switch rec.State {
-	case StateSent, StateFailed:
+	case StateFailed:
+		if e.opts.RetryFailed {
+			// Sent again on purpose (--retry-failed): the cause was mended.
+			return true
+		}
+		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
+		e.progress.count(rec.State, false)
+		return false
+	case StateSent:
 		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 		e.progress.count(rec.State, false)
 		return false
@@ -449,12 +486,6 @@ func (e *Engine) take(ctx context.Context) *job {
 	}
 }
 
-func (e *Engine) waitRate(ctx context.Context, own *RateLimiter) error {
-	if err := e.rate.Wait(e.soft); err != nil {
-		return err
-	}
-	return own.Wait(e.soft)
-}
 
 // journalMeta identifies the mailing: the list's digest, and a digest of
 // what shapes each message (templates, sender, DKIM) but not of how it is

@@ -122,8 +122,11 @@ func (e *Engine) dryRun() (*Report, error) {
 		plan.WouldSend++
 		e.tally.add(rcpt.Domain, StatePending, "", time.Time{}, false, "")
 	}
-	if r := e.cfg.Rate; r.N > 0 && r.Window > 0 {
-		plan.Seconds = float64(plan.WouldSend) * r.Window.Seconds() / float64(r.N)
+	// The slowest of the global limits sets the pace.
+	for _, r := range e.cfg.Rate {
+		if r.N > 0 && r.Window > 0 {
+			plan.Seconds = max(plan.Seconds, float64(plan.WouldSend)*r.Window.Seconds()/float64(r.N))
+		}
 	}
 	end := e.now()
 	rep := &Report{

@@ -43,6 +43,7 @@ type result struct {
 	fallback    bool
 	interrupted bool         // the run stopped before the server saw the recipient
 	relayFault  *smtpx.Error // relay mode: the relay refused us, not the recipient
+	noSession   bool         // no session could be had: no MAIL FROM was sent
 	journalErr  error        // the journal could not be written
 }
 

@@ -3,46 +3,13 @@ package send
 import (
 	"context"
 	"sync"
-
-	"golang.org/x/time/rate"
 )
 
 // The limits a mailing obeys are small pieces that compose (after maddy's
-// internal/limits): a token bucket per rate (global, per relay), a semaphore
-// for the sessions open at once, and a per-key semaphore for the sessions to
-// one recipient domain. A worker takes what it needs, in a fixed order, and
+// internal/limits): exact windows per rate (global, per relay account;
+// internal/quota), a semaphore for the sessions open at once, and a per-key
+// semaphore for the sessions to one recipient domain. A worker takes what it needs, in a fixed order, and
 // gives back the semaphores when its session closes.
-
-// RateLimiter lets through at most Rate messages per window, smoothly: a
-// token bucket whose burst is one window's worth capped at a few messages,
-// so a "500/d" mailing does not fire 500 messages in its first second.
-// The nil *RateLimiter is no limit.
-type RateLimiter struct {
-	lim *rate.Limiter
-}
-
-// maxBurst caps the bucket: a fresh limiter may send this many at once.
-// A relay that counts "30 per minute" still sees at most this many in a
-// burst; more would trip per-second counters some providers also keep.
-const maxBurst = 5
-
-// NewRateLimiter returns a limiter for r, or nil (no limit) when r is zero.
-func NewRateLimiter(r Rate) *RateLimiter {
-	if r.N <= 0 || r.Window <= 0 {
-		return nil
-	}
-	perSec := float64(r.N) / r.Window.Seconds()
-	return &RateLimiter{lim: rate.NewLimiter(rate.Limit(perSec), min(r.N, maxBurst))}
-}
-
-// Wait blocks until one message may go, or ctx is done (its error is
-// returned). A nil limiter never waits.
-func (l *RateLimiter) Wait(ctx context.Context) error {
-	if l == nil {
-		return ctx.Err()
-	}
-	return l.lim.Wait(ctx)
-}
 
 // Semaphore bounds how many holders there are at once.
 type Semaphore struct {

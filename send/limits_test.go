@@ -8,45 +8,6 @@ import (
 	"time"
 )
 
-func TestRateLimiterSpacesMessages(t *testing.T) {
-	l := NewRateLimiter(Rate{N: 20, Window: time.Second}) // burst 5, then one per 50 ms
-	ctx := context.Background()
-	start := time.Now()
-	for range 10 {
-		if err := l.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// 5 at once, then 5 more at 50 ms each: about 250 ms.
-	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
-		t.Errorf("10 messages at 20/s with burst 5 took %s, want about 250ms", d)
-	}
-}
-
-func TestRateLimiterZeroIsNoLimit(t *testing.T) {
-	l := NewRateLimiter(Rate{})
-	if l != nil {
-		t.Fatal("zero rate made a limiter")
-	}
-	for range 1000 {
-		if err := l.Wait(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func TestRateLimiterHonoursContext(t *testing.T) {
-	l := NewRateLimiter(Rate{N: 1, Window: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if err := l.Wait(ctx); err != nil {
-		t.Fatal("the first message must pass at once:", err)
-	}
-	if err := l.Wait(ctx); err == nil {
-		t.Fatal("second message of 1/h passed")
-	}
-}
-
 func TestSemaphoreBoundsHolders(t *testing.T) {
 	s := NewSemaphore(3)
 	var now, most atomic.Int32

@@ -43,6 +43,9 @@ type Snapshot struct {
 	Retrying int // deferred, waiting for a retry within this run
 	SentNow  int // sent by this run
 	Elapsed  time.Duration
+	// Waiting says what limit holds the run back now and when its next
+	// slot opens; "" when none does.
+	Waiting string
 }
 
 // Done is the recipients with an outcome.
@@ -67,7 +70,7 @@ func (e *Engine) Progress(since time.Time) Snapshot {
 		Total: total, Sent: int(p.sent.Load()), Deferred: int(p.deferred.Load()),
 		Failed: int(p.failed.Load()), Unknown: int(p.unknown.Load()),
 		Retrying: int(p.retrying.Load()), SentNow: int(p.sentNow.Load()),
-		Elapsed: time.Since(since),
+		Elapsed: time.Since(since), Waiting: e.Waiting(),
 	}
 }
 
@@ -80,7 +83,11 @@ func (s Snapshot) Line() string {
 	if s.Retrying > 0 {
 		line += fmt.Sprintf(", retrying %d", s.Retrying)
 	}
-	return line + fmt.Sprintf(", %.1f msg/s", s.PerSecond())
+	line += fmt.Sprintf(", %.1f msg/s", s.PerSecond())
+	if s.Waiting != "" {
+		line += "; " + s.Waiting
+	}
+	return line
 }
 
 // ProgressInterval is how often plain progress lines are written: often
@@ -109,7 +116,11 @@ func (e *Engine) ShowProgress(w io.Writer, terminal bool) (stop func()) {
 			defer t.Stop()
 			for {
 				s := e.Progress(start)
-				bar.Describe(fmt.Sprintf("sent %d deferred %d failed %d %.1f msg/s", s.Sent, s.Deferred, s.Failed, s.PerSecond()))
+				desc := fmt.Sprintf("sent %d deferred %d failed %d %.1f msg/s", s.Sent, s.Deferred, s.Failed, s.PerSecond())
+				if s.Waiting != "" {
+					desc += "; " + s.Waiting
+				}
+				bar.Describe(desc)
 				_ = bar.Set(s.Done())
 				select {
 				case <-t.C:
@@ -121,12 +132,25 @@ func (e *Engine) ShowProgress(w io.Writer, terminal bool) (stop func()) {
 		})
 	} else {
 		wg.Go(func() {
+			// A line every ProgressInterval, and one at once when a limit
+			// starts to hold the run back (or holds it until another time):
+			// a wait is never silent.
 			t := time.NewTicker(ProgressInterval)
 			defer t.Stop()
+			look := time.NewTicker(250 * time.Millisecond)
+			defer look.Stop()
+			said := ""
 			for {
 				select {
 				case <-t.C:
-					fmt.Fprintln(w, e.Progress(start).Line())
+					s := e.Progress(start)
+					said = s.Waiting
+					fmt.Fprintln(w, s.Line())
+				case <-look.C:
+					if s := e.Progress(start); s.Waiting != "" && s.Waiting != said {
+						said = s.Waiting
+						fmt.Fprintln(w, s.Line())
+					}
 				case <-done:
 					return
 				}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/quota"
 )
 
 // rateHint is appended to every rate error: the user's next step is to see
@@ -143,4 +145,96 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Rates are limits that hold together, as ISP relays publish them: 30 a
+// minute and 300 an hour and 500 a day. In TOML a single string
+// (`rate = "30/m"`) or an array (`rate = ["30/m", "300/h", "500/d"]`).
+// The nil Rates is no limit. docs/design.md, "Limits", says what a rate
+// means exactly.
+type Rates []Rate
+
+// IsZero reports whether r holds no limit.
+func (r Rates) IsZero() bool {
+	for _, x := range r {
+		if !x.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// String writes the rates for people: "30/m, 500/d"; "" for none.
+func (r Rates) String() string {
+	var s []string
+	for _, x := range r {
+		if !x.IsZero() {
+			s = append(s, x.String())
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+// Limits converts r for the quota package.
+func (r Rates) Limits() []quota.Limit {
+	var out []quota.Limit
+	for _, x := range r {
+		if !x.IsZero() {
+			out = append(out, quota.Limit{N: x.N, Window: x.Window})
+		}
+	}
+	return out
+}
+
+// UnmarshalTOML implements toml.Unmarshaler: a string or an array of
+// strings.
+func (r *Rates) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		x, err := ParseRate(v)
+		if err != nil {
+			return err
+		}
+		*r = nil
+		if !x.IsZero() {
+			*r = Rates{x}
+		}
+		return nil
+	case []any:
+		out := Rates{}
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("bad rate: element %d is %T, not a string; %s", i+1, e, rateHint)
+			}
+			x, err := ParseRate(s)
+			if err != nil {
+				return err
+			}
+			if !x.IsZero() {
+				out = append(out, x)
+			}
+		}
+		*r = out
+		return nil
+	}
+	return fmt.Errorf("bad rate: a %T; write a string such as \"30/m\" or an array such as [\"30/m\", \"500/d\"]", v)
+}
+
+// MarshalTOML implements toml.Marshaler: one rate as a string, several as
+// an array, none as "".
+func (r Rates) MarshalTOML() ([]byte, error) {
+	var s []string
+	for _, x := range r {
+		if !x.IsZero() {
+			s = append(s, strconv.Quote(x.String()))
+		}
+	}
+	switch len(s) {
+	case 0:
+		return []byte(`""`), nil
+	case 1:
+		return []byte(s[0]), nil
+	}
+	return []byte("[" + strings.Join(s, ", ") + "]"), nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/smtpx"
 )
 
@@ -19,7 +20,8 @@ type relayTarget struct {
 	name    string // host:port, for messages
 	spec    dialSpec
 	threads int
-	rate    *RateLimiter
+	rate    *quota.Limiter // this account's limits; set by openLimits
+	account string         // host:port and username: whose quota the ledger keeps
 
 	mu   sync.Mutex
 	down *smtpx.Error // set once: the relay cannot be used in this run
@@ -34,7 +36,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 		t := &relayTarget{
 			name:    r.Addr(),
 			threads: r.Threads,
-			rate:    NewRateLimiter(r.Rate),
+			account: r.Addr() + " " + r.Username,
 			spec: dialSpec{
 				Addr: r.Addr(), ServerName: r.Host, TLS: r.TLS, Helo: helo,
 				InsecureAuth: r.InsecureAuth, Timeouts: to, MaxMessages: r.MessagesPerSession,
@@ -144,7 +146,8 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 		return
 	}
 	defer e.sessions.Release()
-	w := e.newWorker(t.rate, true)
+	limits := quota.Of(e.global, t.rate)
+	w := e.newWorker(len(limits) > 0, true)
 	defer w.abandon()
 	var s *session
 	defer func() {
@@ -157,16 +160,22 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			w.giveBack(func(n *job) { e.relayLost(n, t, err) })
 			return
 		}
+		// The slot is taken before the recipient, so that no recipient
+		// sits in a worker while a limit holds it back.
+		var tok *quota.Token
+		if len(limits) > 0 {
+			if tok = e.slot(limits); tok == nil {
+				return
+			}
+		}
 		j := w.take(ctx)
 		if j == nil {
-			return
-		}
-		if err := e.waitRate(ctx, t.rate); err != nil {
-			e.putBack(j)
+			tok.Cancel()
 			return
 		}
 		msg, res := e.prepare(w, j)
 		if res != nil {
+			tok.Cancel()
 			e.settle(j, *res)
 			continue
 		}
@@ -180,6 +189,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 				var err error
 				if s, err = e.connectRelay(ctx, t); err != nil {
 					s = nil
+					tok.Cancel()
 					e.relayLost(j, t, err)
 					break
 				}
@@ -197,6 +207,9 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			if res.stale && reused {
 				continue // the idle session had died; the same attempt on a fresh one
 			}
+			// The relay answered MAIL FROM by now (or the session broke
+			// after it may have): the message counts against its limits.
+			tok.Done(e.now())
 			if res.relayFault != nil {
 				e.relayLost(j, t, res.relayFault)
 				break

@@ -47,9 +47,9 @@ type SingleResult struct {
 func SendSingle(ctx context.Context, cfg *Config, m Single) (*SingleResult, error) {
 	c := *cfg
 	c.Relay = append([]Relay(nil), cfg.Relay...)
-	c.Threads, c.Rate = 1, Rate{}
+	c.Threads, c.Rate = 1, nil
 	for i := range c.Relay {
-		c.Relay[i].Threads, c.Relay[i].Rate = 0, Rate{}
+		c.Relay[i].Threads, c.Relay[i].Rate = 0, nil
 	}
 	c.Retry.Attempts = 1
 

@@ -17,7 +17,7 @@ import (
 func singleConfig(addr string) *Config {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	cfg := &Config{Mode: ModeRelay, Threads: 4, Helo: "client.test", Rate: Rate{N: 1, Window: time.Hour},
+	cfg := &Config{Mode: ModeRelay, Threads: 4, Helo: "client.test", Rate: Rates{{N: 1, Window: time.Hour}},
 		Relay: []Relay{{Host: host, Port: p, TLS: TLSNone, Auth: "none"}},
 		Retry: Retry{Attempts: 5, Backoff: Duration(time.Hour), MaxBackoff: Duration(2 * time.Hour)}}
 	cfg.ApplyDefaults()

@@ -60,12 +60,12 @@ type slot struct {
 	buf []byte // msg.Data's memory, reused from message to message
 }
 
-// newWorker makes a worker for relay mode (one session to one relay,
-// whose rate is own) or direct mode.
-func (e *Engine) newWorker(own *RateLimiter, relay bool) *worker {
+// newWorker makes a worker for relay mode (one session to one relay) or
+// direct mode; limited: a rate limit applies to it.
+func (e *Engine) newWorker(limited, relay bool) *worker {
 	w := &worker{e: e, cur: e.newSlot(), nxt: e.newSlot(), chain: relay}
 	switch {
-	case e.rate != nil || own != nil:
+	case limited:
 	case relay:
 		w.maxAhead = maxLookahead
 	default:

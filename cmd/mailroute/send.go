@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -39,8 +40,23 @@ In direct mode, a recipient domain's MTA-STS policy (RFC 8461) is honoured: unde
 "enforce" its mail goes only to the MX hosts the policy names, over STARTTLS with a
 verified certificate, or waits (deferred); it is never sent in plaintext.
 
-Ctrl-C stops taking recipients and lets the messages in flight finish (up to 30s);
-a second Ctrl-C stops at once.
+Limits: rate = "30/m" (or several, ["30/m", "300/h", "500/d"]) means at most that many
+messages in ANY window of that length, as relays count them (a window is kept 1 s longer
+for counters that keep whole seconds). What was sent through a relay account (host, port,
+user), or by this machine in direct mode, is kept in a ledger under
+$XDG_STATE_HOME/mailroute/quota (default ~/.local/state/mailroute/quota) and counts in
+every later run and every list, and in runs going on at the same time. While a limit holds
+the run back the progress line says which and until when; when the next slot is more
+than --max-wait away (default 1h) the run stops, everything not sent stays pending, and
+it says when to run again.
+
+A refusal that is not the recipient's fault (the sender's domain fails DMARC, the login
+is refused, a blocklist, a quota) never fails the recipient: it stays pending, and after a
+few such refusals the relay or recipient domain is left alone for the run; the report
+names the cause and the fix. --retry-failed sends again to recipients that failed.
+
+Ctrl-C or SIGTERM stops taking recipients and lets the messages in flight finish (up to
+30s); a second one stops at once.
 
 Examples:
    mailroute send --config mailroute.toml --list list.csv --message message.txt --dry-run
@@ -65,6 +81,8 @@ Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad i
 			&cli.BoolFlag{Name: "dry-run", Usage: "render every message, check the config and secrets, resolve MX hosts; send nothing"},
 			&cli.BoolFlag{Name: "new-run", Usage: "start the journal over (needed after changing the list or the message)"},
 			&cli.BoolFlag{Name: "retry-unknown", Usage: "send again to recipients whose outcome is unknown (they may get it twice)"},
+			&cli.BoolFlag{Name: "retry-failed", Usage: "send again to recipients that failed (after mending the cause); never to those sent"},
+			&cli.DurationFlag{Name: "max-wait", Value: send.DefaultMaxWait, Usage: "longest a rate limit or quota may hold the run back: when the next slot is further away, stop (everything not sent stays pending) and say when to run again; 0: wait as long as it takes"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "longest wait for one server reply (RFC 5321 §4.5.3.2: 5m)"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, Usage: "longest wait for a TCP connect and TLS handshake; an MX that times out is tried last for the next 5 minutes"},
 			&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
@@ -113,17 +131,20 @@ func runSend(c *cli.Context) error {
 		DryRun:       c.Bool("dry-run"),
 		NewRun:       c.Bool("new-run"),
 		RetryUnknown: c.Bool("retry-unknown"),
+		RetryFailed:  c.Bool("retry-failed"),
+		MaxWait:      maxWait(c.Duration("max-wait")),
 		Timeouts:     send.Timeouts{Connect: c.Duration("connect-timeout"), Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
 	})
 	if err != nil {
 		return sendProblem(err)
 	}
 
-	// First Ctrl-C: finish what is in flight; second: stop now.
+	// First Ctrl-C (or SIGTERM, as service managers stop a process): finish
+	// what is in flight; second: stop now.
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go func() {
 		n := 0
@@ -166,6 +187,15 @@ func runSend(c *cli.Context) error {
 		return problem(nil)
 	}
 	return nil
+}
+
+// maxWait turns the flag's 0 ("as long as it takes") into the engine's
+// negative; the engine's zero is its default.
+func maxWait(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // sendProblem maps the engine's errors to exit codes: setup errors are

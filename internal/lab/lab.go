@@ -242,6 +242,8 @@ func Start(t testing.TB, opts Options) *Lab {
 	// this lab: a policy one test publishes must not reach another test, or
 	// the user's own cache. Every process the test starts inherits it.
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(l.Dir, "cache"))
+	// Its quota ledgers (send's relay and rate limits kept between runs) too.
+	t.Setenv("XDG_STATE_HOME", filepath.Join(l.Dir, "state"))
 
 	// The watchdog comes first: from here on, even a SIGKILLed test binary leaves nothing behind.
 	wd, err := startWatchdog(l)

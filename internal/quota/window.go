@@ -180,8 +180,8 @@ func (l *Limiter) next(now time.Time) (at time.Time, hold Hold, blocked bool) {
 	return at, hold, false
 }
 
-// Token is one message's slot, taken by Reserve. Exactly one of Done and
-// Cancel must be called.
+// Token is one message's slot, taken by Wait. Exactly one of Done and
+// Cancel must be called; both do nothing on the nil Token.
 type Token struct {
 	parts []tokenPart
 }
@@ -194,6 +194,9 @@ type tokenPart struct {
 // Done says the server has counted the message: countedAt is when its
 // MAIL FROM was answered (an upper bound of when the server counted it).
 func (t *Token) Done(countedAt time.Time) {
+	if t == nil {
+		return
+	}
 	for _, p := range t.parts {
 		p.l.done(p.at, countedAt)
 	}
@@ -202,6 +205,9 @@ func (t *Token) Done(countedAt time.Time) {
 
 // Cancel gives the slot back: the message never reached the server.
 func (t *Token) Cancel() {
+	if t == nil {
+		return
+	}
 	for _, p := range t.parts {
 		p.l.cancel(p.at)
 	}
