@@ -486,7 +486,6 @@ func (e *Engine) take(ctx context.Context) *job {
 	}
 }
 
-
 // journalMeta identifies the mailing: the list's digest, and a digest of
 // what shapes each message (templates, sender, DKIM) but not of how it is
 // sent (threads, rates, relays may change between runs).
