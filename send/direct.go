@@ -283,6 +283,15 @@ func (e *Engine) directWorker(ctx context.Context) {
 			tok.Cancel()
 			return
 		}
+		j.target = j.rcpt.Domain
+		if v, _ := e.refusals.paused(j.target, true); v != nil {
+			// The domain's MX refused the sender too often: the recipient
+			// waits for a re-run, unasked.
+			tok.Cancel()
+			j.rec.Reason = e.sentence(j.target, v)
+			e.putBack(j)
+			continue
+		}
 		msg, res := e.prepare(w, j)
 		if res != nil {
 			tok.Cancel()
@@ -301,6 +310,7 @@ func (e *Engine) directWorker(ctx context.Context) {
 		} else {
 			tok.Done(e.now())
 		}
+		e.counted(j.target, &res2)
 		e.settle(j, res2)
 	}
 }

@@ -45,6 +45,10 @@ type Options struct {
 	MaxWait time.Duration
 	// QuotaDir holds the quota ledgers; default quota.StateDir().
 	QuotaDir string
+	// Notify, if set, is told at once what the user must know during a
+	// run: a relay that cannot be reached and why, a target left alone
+	// after refusals. One line, no secrets.
+	Notify func(string)
 
 	Timeouts Timeouts
 	// DrainTimeout bounds how long Drain lets transactions in flight finish
@@ -117,6 +121,10 @@ type Engine struct {
 	global   *quota.Limiter // the mailing's rate (cfg.Rate); nil: none
 	ledgers  []*quota.Ledger
 	hold     holdState
+	refusals *breakers
+	// fromDomain is the envelope sender's domain, from the first message
+	// made, for the words of refusals.
+	fromDomain atomic.Pointer[string]
 	live     atomic.Int32 // workers running
 	sessions *Semaphore
 
@@ -198,6 +206,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	}
 	e.sessions = NewSemaphore(cfg.Threads)
 	e.tally = newTally()
+	e.refusals = newBreakers()
 	e.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6d61696c))
 	return e, nil
 }

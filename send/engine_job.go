@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpx"
 )
 
@@ -25,6 +26,7 @@ type job struct {
 	tries    int // attempts in this run
 	firstTry time.Time
 	usedNow  bool   // the one immediate retry after a 452 was spent
+	target   string // what the attempt went to: a relay's host:port, or the domain (direct)
 	recorded bool   // the attempt is in the journal's queue
 	marked   bool   // ... as data_sent: the dot needs no record of its own
 	ticket   Ticket // the attempt's last record, which the waits before RCPT and the dot are for
@@ -44,6 +46,11 @@ type result struct {
 	interrupted bool         // the run stopped before the server saw the recipient
 	relayFault  *smtpx.Error // relay mode: the relay refused us, not the recipient
 	noSession   bool         // no session could be had: no MAIL FROM was sent
+	// verdict is what the server's refusal means (nil: no refusal, or
+	// not a reply); se is the refusal itself.
+	verdict *replies.Verdict
+	se      *smtpx.Error
+	held    bool // the refusal is not the recipient's fault: it stays pending
 	journalErr  error        // the journal could not be written
 }
 
@@ -61,7 +68,11 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.err}
 	}
 	se := smtpx.Classify("DATA", err)
-	res := result{reason: se.Error(), code: se.Code, drop: s.broken}
+	res := result{reason: se.Error(), code: se.Code, drop: s.broken, se: se}
+	v, isReply := classify(se)
+	if isReply {
+		res.verdict = &v
+	}
 	switch {
 	case st == stageDot && !se.Reply():
 		// RFC 1047: the dot went out, the reply did not come back. The
@@ -74,6 +85,16 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		// Reset, timeout, closed: this connection is done for.
 		res.state, res.drop = StateDeferred, true
 		res.stale = st == stageMail
+	case st == stageMail && se.Permanent && e.cfg.Mode != ModeDirect:
+		// The relay refuses our sender (or wants a login): it would refuse
+		// every recipient the same way.
+		res.state, res.drop, res.relayFault = StatePending, true, se
+	case isReply && v.HoldsRecipient():
+		// Not the recipient's fault (the sender's authentication, the
+		// login, a blocklist, a quota: internal/replies): the recipient
+		// stays pending and costs nothing; the target's breaker counts it.
+		res.state, res.held = StatePending, true
+		res.drop = res.drop || se.Code == 421
 	case se.Code == 421:
 		// RFC 5321 §3.8: the server is closing the channel.
 		res.state, res.drop = StateDeferred, true
@@ -84,10 +105,6 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		res.state, res.drop, res.retryNow = StateDeferred, true, true
 	case !se.Permanent:
 		res.state = StateDeferred
-	case st == stageMail && e.cfg.Mode != ModeDirect:
-		// The relay refuses our sender (or wants a login): it would refuse
-		// every recipient the same way.
-		res.state, res.drop, res.relayFault = StatePending, true, se
 	default:
 		res.state = StateFailed
 	}
@@ -102,6 +119,9 @@ func (e *Engine) settle(j *job, res result) {
 	rec := &j.rec
 	rec.Fallback = res.fallback
 	switch {
+	case res.held:
+		e.holdBack(j, res)
+		return
 	case res.interrupted || res.state == StatePending:
 		e.putBack(j)
 		return
@@ -127,6 +147,34 @@ func (e *Engine) settle(j *job, res result) {
 		e.journal.Put(j.rcpt.Line, *rec)
 	}
 	e.finish(j, rec.State, rec.Reason)
+}
+
+// holdBack settles a recipient whose attempt drew a refusal that is not
+// its fault. A temporary one is tried again within the run (counted
+// against retry.attempts, as any retry) while the target's breaker is
+// closed; otherwise the recipient stays pending, with the refusal as its
+// reason, for a re-run once the cause is mended. It is never failed.
+func (e *Engine) holdBack(j *job, res result) {
+	now := e.now()
+	j.tries++
+	if j.firstTry.IsZero() {
+		j.firstTry = now
+	}
+	rec := &j.rec
+	if rec.State == StateSending {
+		rec.Attempts-- // the attempt does not count against the recipient
+	}
+	v, _ := e.refusals.paused(j.target, false)
+	rec.State, rec.Reason, rec.NextAt = StatePending, res.reason, time.Time{}
+	e.journal.Put(j.rcpt.Line, *rec)
+	delay := e.backoff(j.tries)
+	if v == nil && !res.se.Permanent && e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts &&
+		now.Add(delay).Sub(j.firstTry) <= time.Duration(e.cfg.Retry.Within) && e.retry.push(j, now.Add(delay)) {
+		e.progress.retrying.Add(1)
+		return
+	}
+	e.refusals.hold(j.target, res.verdict)
+	e.finish(j, StatePending, rec.Reason)
 }
 
 // putBack returns a job the run could not try: it is recorded pending

@@ -100,3 +100,75 @@ func TestLabQuotaAcrossRuns(t *testing.T) {
 		t.Fatalf("%d delivered within the hour, want 3 (the quota)", got)
 	}
 }
+
+// TestLabSenderProblem is issue #9's third case: the MX answers 550
+// 5.7.26 (DMARC) for the sender's domain. The recipients are not failed:
+// after a few refusals the domain is left alone, everyone stays pending,
+// and once the cause is mended a plain re-run sends to all, once.
+func TestLabSenderProblem(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dmarc := "550 5.7.26 Unauthenticated email from relay.example is not accepted due to domain's DMARC policy. Please contact the administrator of relay.example domain if this was a legitimate mail."
+	if err := l.RestrictMX(map[string]string{lab.RelayDomain: dmarc}, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := strings.Count(l.Log("mx"), "5.7.26")
+	m := newLabMailing(t, "mode = \"direct\"\nthreads = 2\n\n[direct]\nper_domain_threads = 2\n", addrs(40, lab.AlphaDomain, "d"))
+	rep, code, stderr := m.runFull(t, l)
+	if code != 1 || rep.Counts.Sent+rep.Counts.Failed+rep.Counts.Deferred != 0 || rep.Counts.Pending != 40 {
+		t.Fatalf("exit %d counts %+v reasons %+v\n%s", code, rep.Counts, rep.Reasons, stderr)
+	}
+	asked := strings.Count(l.Log("mx"), "5.7.26") - before
+	// breakerAfter (3) in a row, plus what the second session had in flight.
+	if asked < 3 || asked > 4 {
+		t.Errorf("the MX was asked %d times for 40 recipients; want 3 (or 4 with two sessions)", asked)
+	}
+	if len(rep.Refusals) == 0 || rep.Refusals[0].Cause == "" || !rep.Refusals[0].Paused || rep.Refusals[0].Fault != "sender" {
+		t.Fatalf("refusals %+v", rep.Refusals)
+	}
+	t.Logf("the MX was asked %d times for 40 recipients; refusal: %+v\nstderr: %s", asked, rep.Refusals[0], stderr)
+	if !strings.Contains(stderr, "mailroute: "+lab.AlphaDomain+" refuses mail from relay.example") {
+		t.Errorf("stderr does not say at once who refuses what:\n%s", stderr)
+	}
+
+	// The DNS is mended: a plain re-run sends to everyone, once.
+	if err := l.RestrictMX(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, stderr = m.runFull(t, l)
+	if code != 0 || rep.Counts.Sent != 40 || rep.ThisRun.Sent != 40 {
+		t.Fatalf("after the fix: exit %d counts %+v\n%s", code, rep.Counts, stderr)
+	}
+	for _, a := range m.addrs {
+		l.WaitDelivered(t, a, 1, 30*time.Second)
+	}
+	exactlyOnce(t, l, m, nil)
+}
+
+// TestLabRetryFailed: a recipient the MX refuses for good (550 5.1.1)
+// fails; mended, a plain re-run leaves it alone, --retry-failed sends it,
+// and never again to those sent.
+func TestLabRetryFailed(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	bad := "d001@" + lab.AlphaDomain
+	if err := l.RestrictMX(nil, map[string]string{bad: "550 5.1.1 <" + bad + ">: Recipient address rejected: User unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	m := newLabMailing(t, "mode = \"direct\"\nthreads = 2\n", addrs(3, lab.AlphaDomain, "d"))
+	rep, code, _ := m.runFull(t, l)
+	if code != 1 || rep.Counts.Sent != 2 || rep.Counts.Failed != 1 {
+		t.Fatalf("exit %d counts %+v", code, rep.Counts)
+	}
+	if err := l.RestrictMX(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep, code, _ = m.runFull(t, l); code != 1 || rep.ThisRun.Sent != 0 || rep.Counts.Failed != 1 {
+		t.Fatalf("plain re-run: exit %d counts %+v this run %+v", code, rep.Counts, rep.ThisRun)
+	}
+	if rep, code, _ = m.runFull(t, l, "--retry-failed"); code != 0 || rep.ThisRun.Sent != 1 || rep.Counts.Sent != 3 {
+		t.Fatalf("--retry-failed: exit %d counts %+v this run %+v", code, rep.Counts, rep.ThisRun)
+	}
+	for _, a := range m.addrs {
+		l.WaitDelivered(t, a, 1, 30*time.Second)
+	}
+	exactlyOnce(t, l, m, nil)
+}

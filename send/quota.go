@@ -10,7 +10,7 @@ import (
 	"github.com/mailroute/mailroute/internal/quota"
 )
 
-// openLimits makes the run's limiters (docs/design.md, "Limits"): the
+// openLimits makes the run's limiters (README.md, "Limits and quotas"): the
 // mailing's rate, and each relay account's, each with its ledger so that
 // what earlier runs sent, and what runs going on at the same time send,
 // counts too. Direct mode's global rate is kept for this machine as a

@@ -150,7 +150,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // Rates are limits that hold together, as ISP relays publish them: 30 a
 // minute and 300 an hour and 500 a day. In TOML a single string
 // (`rate = "30/m"`) or an array (`rate = ["30/m", "300/h", "500/d"]`).
-// The nil Rates is no limit. docs/design.md, "Limits", says what a rate
+// The nil Rates is no limit. README.md, "Limits and quotas", says what a rate
 // means exactly.
 type Rates []Rate
 

@@ -173,6 +173,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			tok.Cancel()
 			return
 		}
+		j.target = t.name
 		msg, res := e.prepare(w, j)
 		if res != nil {
 			tok.Cancel()
@@ -210,6 +211,12 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			// The relay answered MAIL FROM by now (or the session broke
 			// after it may have): the message counts against its limits.
 			tok.Done(e.now())
+			e.counted(t.name, &res)
+			if res.held {
+				if v, se := e.refusals.paused(t.name, false); v != nil {
+					t.markDown(se) // a breaker opened: the relay is left alone
+				}
+			}
 			if res.relayFault != nil {
 				e.relayLost(j, t, res.relayFault)
 				break
@@ -245,6 +252,13 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 	}
 	e.putBack(j)
 	se := smtpx.Classify("connect", err)
+	if v, _ := e.refusals.paused(t.name, false); v != nil {
+		e.fail(&Error{
+			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), breakerAfter, se),
+			Hint: v.Fix + "; recipients not sent are still pending: run the same command again once it is mended",
+		})
+		return
+	}
 	e.fail(&Error{
 		Err:  fmt.Errorf("relay %s: %w", t.name, se),
 		Hint: relayHint(se, t.name),

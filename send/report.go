@@ -44,6 +44,9 @@ type Report struct {
 	Error             string   `json:"error,omitempty"`
 	Hint              string   `json:"hint,omitempty"`
 	Plan              *Plan    `json:"plan,omitempty"` // dry run only
+	// Refusals counts every refusal a relay or MX made in this run, by
+	// target and cause, retried or not, with what it means and the fix.
+	Refusals []Refusal `json:"refusals,omitempty"`
 }
 
 // Counts is recipients per state.
@@ -226,6 +229,7 @@ func (e *Engine) report(start time.Time) *Report {
 	if e.fatal != nil {
 		rep.Error, rep.Hint = e.fatal.Error(), e.fatal.Hint
 	}
+	rep.Refusals = e.refusals.report()
 	return rep
 }
 
@@ -268,6 +272,25 @@ func (r *Report) WriteText(w io.Writer) error {
 		b.WriteString("\nby domain:\n")
 		for _, d := range r.Domains {
 			fmt.Fprintf(&b, "  %-30s sent %d, deferred %d, failed %d, unknown %d\n", d.Domain, d.Sent, d.Deferred, d.Failed, d.Unknown)
+		}
+	}
+	if len(r.Refusals) > 0 {
+		b.WriteString("\nrefusals:\n")
+		for _, x := range r.Refusals {
+			who := x.Target
+			if x.Provider != "" {
+				who = x.Provider + " (" + x.Target + ")"
+			}
+			fmt.Fprintf(&b, "  %6d × %s: %s [%s]\n", x.Count, who, x.Words, x.Fault)
+			if x.Paused {
+				fmt.Fprintf(&b, "         left alone for the rest of the run; %d recipients held back, still pending\n", x.Held)
+			} else if x.Held > 0 {
+				fmt.Fprintf(&b, "         %d recipients held back, still pending\n", x.Held)
+			}
+			if x.Fix != "" {
+				fmt.Fprintf(&b, "         fix: %s\n", x.Fix)
+			}
+			fmt.Fprintf(&b, "         e.g. %s\n", x.Example)
 		}
 	}
 	if len(r.Reasons) > 0 {

@@ -2,6 +2,7 @@ package send
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -229,6 +230,11 @@ func (e *Engine) render(sl *slot, j *job) *result {
 	from := e.cfg.From
 	if from == "" {
 		from = r.From
+	}
+	if e.fromDomain.Load() == nil {
+		if _, d, ok := strings.Cut(from, "@"); ok {
+			e.fromDomain.Store(&d)
+		}
 	}
 	sl.j = j
 	if e.signer == nil {

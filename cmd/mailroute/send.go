@@ -133,6 +133,7 @@ func runSend(c *cli.Context) error {
 		RetryUnknown: c.Bool("retry-unknown"),
 		RetryFailed:  c.Bool("retry-failed"),
 		MaxWait:      maxWait(c.Duration("max-wait")),
+		Notify:       func(msg string) { fmt.Fprintf(stderr, "mailroute: %s\n", msg) },
 		Timeouts:     send.Timeouts{Connect: c.Duration("connect-timeout"), Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
 	})
 	if err != nil {

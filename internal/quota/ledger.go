@@ -17,7 +17,7 @@ import (
 // Ledger keeps the times of the messages one account sent, on disk, so
 // that a quota holds across runs and across lists: a "500/d" relay does not
 // get 500 more because the mailing was stopped and started again, or a
-// second list was sent the same day (docs/design.md, "Limits").
+// second list was sent the same day (README.md, "Limits and quotas").
 //
 // Every run on this machine that uses the account shares the file. It is
 // only read and written under an exclusive flock of a lock file beside it,

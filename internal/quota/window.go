@@ -1,6 +1,6 @@
 // Package quota holds sending limits exactly: "at most N messages in any
 // window of length W", for several limits at once, kept between runs in a
-// ledger on disk (docs/design.md, "Limits").
+// ledger on disk (README.md, "Limits and quotas").
 //
 // Relays and providers count messages in fixed windows whose phase the
 // client cannot see (Postfix anvil starts one at the first message after the
