@@ -125,8 +125,8 @@ type Engine struct {
 	// fromDomain is the envelope sender's domain, from the first message
 	// made, for the words of refusals.
 	fromDomain atomic.Pointer[string]
-	live     atomic.Int32 // workers running
-	sessions *Semaphore
+	live       atomic.Int32 // workers running
+	sessions   *Semaphore
 
 	// soft is cancelled to stop taking work (Drain, a fatal error, the end
 	// of the list); hard to abort what is in flight.

@@ -48,10 +48,10 @@ type result struct {
 	noSession   bool         // no session could be had: no MAIL FROM was sent
 	// verdict is what the server's refusal means (nil: no refusal, or
 	// not a reply); se is the refusal itself.
-	verdict *replies.Verdict
-	se      *smtpx.Error
-	held    bool // the refusal is not the recipient's fault: it stays pending
-	journalErr  error        // the journal could not be written
+	verdict    *replies.Verdict
+	se         *smtpx.Error
+	held       bool  // the refusal is not the recipient's fault: it stays pending
+	journalErr error // the journal could not be written
 }
 
 // judge runs one transaction on s and decides what its outcome means.

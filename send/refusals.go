@@ -29,10 +29,10 @@ type breakers struct {
 }
 
 type breaker struct {
-	row  int               // held refusals in a row
-	open *replies.Verdict  // set: the target is left alone for the run
-	err  *smtpx.Error      // the refusal that opened it
-	held int               // recipients left pending because of it
+	row  int              // held refusals in a row
+	open *replies.Verdict // set: the target is left alone for the run
+	err  *smtpx.Error     // the refusal that opened it
+	held int              // recipients left pending because of it
 }
 
 type refusalKey struct {
