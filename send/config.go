@@ -82,6 +82,10 @@ type Retry struct {
 	Backoff    Duration `toml:"backoff" doc:"wait after the first temporary failure; doubles each time, with jitter" default:"30s"`
 	MaxBackoff Duration `toml:"max_backoff" doc:"longest wait between two tries" default:"10m"`
 	Within     Duration `toml:"within" doc:"give up retrying within this run after this long; deferred recipients are retried by a re-run" default:"30m"`
+	// Unreachable bounds the silence of a run that cannot reach its
+	// relay (or, in direct mode, its DNS resolver): the first failure is
+	// said at once, and the run ends after this long without a session.
+	Unreachable Duration `toml:"unreachable" doc:"how long a relay (in direct mode: the DNS resolver) may stay unreachable before the run ends, every recipient not sent still pending; a relay name that does not exist ends it at once" default:"2m"`
 }
 
 // DKIM signs outgoing messages.

@@ -262,6 +262,10 @@ const (
 	defaultBackoff          = 30 * time.Second
 	defaultMaxBackoff       = 10 * time.Minute
 	defaultWithin           = 30 * time.Minute
+	// Two minutes of tries (1 s, doubling to 15 s) outlast a relay's
+	// restart or a brief network cut, and are short enough that a user
+	// watching a run that cannot start learns it soon.
+	defaultUnreachable = 2 * time.Minute
 )
 
 // defaultDKIMHeaders are the fields RFC 6376 §5.4.1 recommends signing that
@@ -325,6 +329,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if r.Within == 0 {
 		r.Within = Duration(defaultWithin)
+	}
+	if r.Unreachable == 0 {
+		r.Unreachable = Duration(defaultUnreachable)
 	}
 	if c.DKIM != nil && len(c.DKIM.Headers) == 0 {
 		c.DKIM.Headers = append([]string(nil), defaultDKIMHeaders...)
@@ -502,6 +509,9 @@ func (v *validator) check(c *Config) {
 	}
 	if r.Within < 0 {
 		v.fail("retry.within", "must not be negative", `e.g. "30m"`)
+	}
+	if r.Unreachable < 0 {
+		v.fail("retry.unreachable", "must not be negative", `e.g. "2m"`)
 	}
 
 	if c.DKIM != nil {

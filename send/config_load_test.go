@@ -52,7 +52,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"auth plain", "[relay]\nhost = \"h.example\"\nusername = \"u\"\npassword_env = \"P\"\n", func(c *Config) any { return c.Relay[0].Auth }, "plain"},
 		{"direct", "mode = \"direct\"\n", func(c *Config) any { return c.Direct }, Direct{PerDomainThreads: 2, TLS: TLSOpportunistic, Port: 25, MaxMXHosts: 5}},
 		{"retry", "mode = \"direct\"\n", func(c *Config) any { return c.Retry },
-			Retry{Attempts: 5, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(10 * time.Minute), Within: Duration(30 * time.Minute)}},
+			Retry{Attempts: 5, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(10 * time.Minute), Within: Duration(30 * time.Minute), Unreachable: Duration(2 * time.Minute)}},
 		{"arrays", "[[relay]]\nhost = \"a.example\"\n[[relay]]\nhost = \"b.example\"\nport = 2525\n",
 			func(c *Config) any { return []string{c.Relay[0].Addr(), c.Relay[1].Addr()} }, []string{"a.example:587", "b.example:2525"}},
 		{"rate", "rate = \"10/5m\"\n[relay]\nhost = \"h.example\"\nrate = \"1/s\"\n",

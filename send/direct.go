@@ -127,6 +127,42 @@ func (c *mxCache) unread() []string {
 	return slices.Clone(c.unreadPolicies)
 }
 
+// resolverDown reports whether err says the resolver itself could not be
+// asked (no answer, or the query could not be sent), as opposed to an
+// answer about the domain (NXDOMAIN, SERVFAIL, …).
+func resolverDown(err error) bool {
+	var re *resolve.Error
+	return errors.As(err, &re) && (re.Kind == resolve.Timeout || re.Kind == resolve.Network)
+}
+
+// resolverFailing tells the user at once that the resolver does not
+// answer, and ends the run when it has not answered for retry.unreachable.
+func (e *Engine) resolverFailing(err error) {
+	now := e.now()
+	e.mu.Lock()
+	if e.dnsSince.IsZero() {
+		e.dnsSince = now
+	}
+	deadline := e.dnsSince.Add(time.Duration(e.cfg.Retry.Unreachable))
+	first := !e.dnsSaid
+	e.dnsSaid = true
+	e.mu.Unlock()
+	if !now.Before(deadline) {
+		e.fail(&Error{Err: fmt.Errorf("the DNS resolver does not answer: %w", err),
+			Hint: "check the resolver in the config or /etc/resolv.conf ('mailroute probe' tells what DNS does); recipients not sent are still pending"})
+		return
+	}
+	if first && e.opts.Notify != nil {
+		e.opts.Notify(fmt.Sprintf("%v; recipients wait (pending) until it answers, the run ends at %s if it does not (retry.unreachable)", err, when(deadline, now)))
+	}
+}
+
+func (e *Engine) resolverOK() {
+	e.mu.Lock()
+	e.dnsSince = time.Time{}
+	e.mu.Unlock()
+}
+
 func isTemporaryDNS(err error) bool {
 	var re *resolve.Error
 	if errors.As(err, &re) {
@@ -299,6 +335,17 @@ func (e *Engine) directWorker(ctx context.Context) {
 			continue
 		}
 		mx, policy, err := e.mx.lookup(ctx, j.rcpt.Domain)
+		if resolverDown(err) {
+			// The resolver itself does not answer: not the recipient's
+			// fault. It stays pending; the run ends if this lasts.
+			tok.Cancel()
+			e.resolverFailing(err)
+			j.rec.Reason = err.Error()
+			e.putBack(j)
+			continue
+		} else if err == nil {
+			e.resolverOK()
+		}
 		if r := mxResult(mx, err); r != nil {
 			tok.Cancel()
 			e.settle(j, *r)

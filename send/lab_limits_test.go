@@ -52,6 +52,9 @@ func TestLabRateAtRelayLimit(t *testing.T) {
 	if code != 0 || rep.Counts.Sent != 60 {
 		t.Fatalf("exit %d counts %+v reasons %+v error %q\n%s", code, rep.Counts, rep.Reasons, rep.Error, stderr)
 	}
+	if len(rep.Refusals) != 0 {
+		t.Errorf("the report counts refusals at an exact limit: %+v", rep.Refusals)
+	}
 	if n := strings.Count(l.Log("relay"), "rate limit exceeded"); n != 0 {
 		t.Fatalf("the relay logged %d \"rate limit exceeded\" refusals; want 0 at an exact limit", n)
 	}
@@ -171,4 +174,41 @@ func TestLabRetryFailed(t *testing.T) {
 		l.WaitDelivered(t, a, 1, 30*time.Second)
 	}
 	exactlyOnce(t, l, m, nil)
+}
+
+// TestLabUnreachableRelay is issue #9's fourth case: a relay host that
+// does not resolve ends the run at once; a port that refuses ends it
+// after retry.unreachable. Both say why at once, exit 1, and leave every
+// recipient pending (nothing sent or failed).
+func TestLabUnreachableRelay(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	cases := []struct {
+		name, host string
+		port       int
+		want       string
+		bound      time.Duration // the longest the run may take
+	}{
+		{"nxdomain", "smtp.nosuch.example", 587, "no such host", 20 * time.Second},
+		{"refused", lab.RelayHost, 2525, "connection refused", 20 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fmt.Sprintf("mode = \"relay\"\nthreads = 2\n\n[retry]\nunreachable = \"6s\"\n\n[relay]\nhost = %q\nport = %d\ntls = \"none\"\n", tc.host, tc.port)
+			m := newLabMailing(t, cfg, addrs(2, lab.AlphaDomain, "u"))
+			lab.Mailroute(t) // built before the clock runs
+			start := time.Now()
+			rep, code, stderr := m.runFull(t, l)
+			took := time.Since(start)
+			if code != 1 || rep.Counts.Pending != 2 || rep.Counts.Sent+rep.Counts.Failed+rep.Counts.Deferred != 0 {
+				t.Fatalf("exit %d counts %+v error %q\n%s", code, rep.Counts, rep.Error, stderr)
+			}
+			if !strings.Contains(rep.Error, tc.want) || !strings.Contains(stderr, tc.want) {
+				t.Errorf("error %q / stderr lack %q:\n%s", rep.Error, tc.want, stderr)
+			}
+			if took > tc.bound {
+				t.Errorf("the run took %s, want it bounded by retry.unreachable (6s)", took)
+			}
+			t.Logf("%s: ended in %s: %s", tc.name, took.Round(10*time.Millisecond), rep.Error)
+		})
+	}
 }

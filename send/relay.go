@@ -25,6 +25,10 @@ type relayTarget struct {
 
 	mu   sync.Mutex
 	down *smtpx.Error // set once: the relay cannot be used in this run
+	// since is when the relay stopped letting sessions open (zero: it
+	// lets them); said holds the failures already told to the user.
+	since time.Time
+	said  map[string]bool
 }
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
@@ -110,11 +114,13 @@ func (t *relayTarget) markDown(err *smtpx.Error) {
 	t.mu.Unlock()
 }
 
-// connect dials the relay, trying again with the retry backoff while the
-// failure is temporary. It gives up, and marks the relay down, on a
-// permanent failure (bad password, bad certificate, no STARTTLS) or after
-// the configured attempts: a relay that is down is not the recipients'
-// fault, so they are not charged for it.
+// connectRelay dials the relay. A failure is told to the user at once
+// (once per kind of failure), with the time the run will give up: the
+// relay is tried again, 1 s apart doubling to 15 s, until it has let no
+// session open for retry.unreachable (default 2 min). A permanent failure
+// (a host name that does not exist, a refused login or certificate, no
+// STARTTLS) marks the relay down at once. A relay that is down is not the
+// recipients' fault: they stay pending.
 func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, error) {
 	for n := 1; ; n++ {
 		if err := t.isDown(); err != nil {
@@ -122,20 +128,58 @@ func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, er
 		}
 		s, err := dial(ctx, &t.spec)
 		if err == nil {
+			t.mu.Lock()
+			t.since = time.Time{}
+			t.mu.Unlock()
 			return s, nil
 		}
 		se := smtpx.Classify("connect", err)
 		if ctx.Err() != nil {
 			return nil, se
 		}
-		if se.Permanent || n >= e.cfg.Retry.Attempts {
+		now := e.now()
+		deadline := t.failing(now).Add(time.Duration(e.cfg.Retry.Unreachable))
+		if se.Permanent || !now.Before(deadline) {
 			t.markDown(se)
 			return nil, se
 		}
-		if !e.sleep(ctx, e.backoff(n)) {
+		if t.first(se.Error()) && e.opts.Notify != nil {
+			e.opts.Notify(fmt.Sprintf("relay %s: %s; trying again until %s (retry.unreachable)", t.name, se, when(deadline, now)))
+		}
+		if !e.sleep(ctx, min(connectBackoff(n), deadline.Sub(now))) {
 			return nil, se
 		}
 	}
+}
+
+// connectBackoff is the wait after the n-th failed connect: 1 s doubling
+// to 15 s, so a relay back from a restart is found within seconds.
+func connectBackoff(n int) time.Duration {
+	return min(time.Second<<min(n-1, 4), 15*time.Second)
+}
+
+// failing returns since when the relay has let no session open.
+func (t *relayTarget) failing(now time.Time) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.since.IsZero() {
+		t.since = now
+	}
+	return t.since
+}
+
+// first reports whether msg is a failure not yet told to the user.
+func (t *relayTarget) first(msg string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.said == nil {
+		t.said = map[string]bool{}
+	}
+	if t.said[msg] || len(t.said) >= 10 {
+		return false
+	}
+	t.said[msg] = true
+	return true
 }
 
 // relayWorker carries messages over one session to t at a time.

@@ -64,7 +64,14 @@ func Classify(command string, err error) *Error {
 	var se *smtp.SMTPError
 	var pe textproto.ProtocolError
 	var ne net.Error
+	var de *net.DNSError
 	switch {
+	case errors.As(err, &de) && de.IsNotFound:
+		// The host name does not exist: no retry will make it appear.
+		e.Message = fmt.Sprintf("%s: no such host (the name does not exist in DNS)", de.Name)
+		e.Permanent = true
+	case errors.As(err, &de):
+		e.Message = fmt.Sprintf("%s: DNS look-up failed: %s", de.Name, de.Err)
 	case errors.As(err, &se):
 		e.Code = se.Code
 		e.Message = strings.ReplaceAll(se.Message, "\n", " / ")
