@@ -212,3 +212,23 @@ func TestLabUnreachableRelay(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkLabRelayLimit: N messages at an exact relay limit (a Postfix
+// relay allowing 20 per 10 s, rate = "20/10s"): the run's time over the
+// ideal (the limit's own: (N/20 - 1) windows of 10 s) and the refusals the
+// relay logged. Goal: ≤ 1.25× ideal, 0 refusals.
+func BenchmarkLabRelayLimit(b *testing.B) {
+	const n, per, window = 60, 20, 10 * time.Second
+	ideal := time.Duration(n/per-1) * window
+	for b.Loop() {
+		l := lab.Start(b, lab.Options{RelayMsgRateLimit: per, RelayRateWindow: window})
+		m := newLabMailing(b, relayConfig(l, fmt.Sprintf("threads = 3\nrate = %q", send.Rate{N: per, Window: window}.String()), ""), addrs(n, lab.AlphaDomain, "b"))
+		rep, code, stderr := m.runFull(b, l)
+		if code != 0 || rep.Counts.Sent != n {
+			b.Fatalf("exit %d counts %+v\n%s", code, rep.Counts, stderr)
+		}
+		b.ReportMetric(rep.Seconds, "s/run")
+		b.ReportMetric(rep.Seconds/ideal.Seconds(), "x_ideal")
+		b.ReportMetric(float64(strings.Count(l.Log("relay"), "rate limit exceeded")), "refusals")
+	}
+}
