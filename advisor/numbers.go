@@ -175,8 +175,21 @@ func relayRate(list int, prov *Provider, meas *probe.Measurement) RateChoice {
 			best = c
 		}
 	}
-	r := withMargin(best.n, best.window)
-	why := fmt.Sprintf("%s; %d%% below: %s", best.why, marginPercent, r)
+	var r send.Rate
+	var why string
+	if best.src == "measured" {
+		// send holds a rate exactly (any window, 1 s longer for counters
+		// that keep whole seconds: README "Limits and quotas"), so a
+		// measured limit needs no cut in the count; the window is rounded
+		// up to whole seconds, the measurement's precision.
+		r = exactRate(best.n, best.window)
+		why = fmt.Sprintf("%s; held exactly (send counts any window, 1 s longer for whole-second counters), the window rounded up: %s", best.why, r)
+	} else {
+		// A published limit is the account's, which the user's own mail
+		// program shares: stay below it.
+		r = withMargin(best.n, best.window)
+		why = fmt.Sprintf("%s; %d%% below, as the account also sends your other mail: %s", best.why, marginPercent, r)
+	}
 	for _, n := range notes {
 		why += "; " + n
 	}
@@ -207,6 +220,12 @@ func niceWindow(w time.Duration) time.Duration {
 		c += time.Second
 	}
 	return c
+}
+
+// exactRate is n per w with w rounded up to a nice window (whole seconds
+// at least): what a measurement of n per w says, at its precision.
+func exactRate(n int, w time.Duration) send.Rate {
+	return send.Rate{N: max(n, 1), Window: niceWindow(w)}
 }
 
 // withMargin is n per w less the margin: floor(n × 85%), at least 1. When

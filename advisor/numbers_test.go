@@ -51,6 +51,27 @@ func TestWithMargin(t *testing.T) {
 	}
 }
 
+func TestExactRate(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		w    time.Duration
+		want string
+	}{
+		{5, 10 * time.Second, "5/10s"},
+		{5, 10170 * time.Millisecond, "5/11s"}, // anvil's 10 s, measured: rounded up, never down
+		{30, 58 * time.Second, "30/m"},
+		{1, 900 * time.Millisecond, "1/s"},
+	} {
+		got := exactRate(c.n, c.w)
+		if got.String() != c.want {
+			t.Errorf("exactRate(%d, %s) = %s, want %s", c.n, c.w, got, c.want)
+		}
+		if got.Window < c.w {
+			t.Errorf("exactRate(%d, %s) = %s: a shorter window than measured", c.n, c.w, got)
+		}
+	}
+}
+
 func TestRelayThreads(t *testing.T) {
 	sg := Lookup("sendgrid")
 	for _, c := range []struct {
@@ -95,7 +116,7 @@ func TestRelayRate(t *testing.T) {
 		source string
 		says   string
 	}{
-		{"measured burst and window", 0, nil, &probe.Measurement{Transactions: 30, Window: probe.Duration(time.Minute)}, "25/m", "measured", "accepts 30 messages per"},
+		{"measured burst and window", 0, nil, &probe.Measurement{Transactions: 30, Window: probe.Duration(time.Minute)}, "30/m", "measured", "accepts 30 messages per"},
 		{"measured: capped burst is no limit", 0, nil, &probe.Measurement{Transactions: 200, TransactionsCapped: true}, "", "default", "no limit was measured"},
 		{"measured: per session, not per time", 0, nil, &probe.Measurement{Transactions: 20, PerSession: true}, "", "default", "20 messages per session"},
 		{"measured: no window found", 0, nil, &probe.Measurement{Transactions: 20, WindowNote: "not accepted again within 2m"}, "", "default", "longer --measure-time"},

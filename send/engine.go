@@ -329,6 +329,10 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	e.stopSoft() // nothing left: workers and the scheduler end
 	sched.Wait()
 	workers.Wait()
+	// A run stopped early (a limit past --max-wait, a relay down, Ctrl-C)
+	// did not read the whole list: what earlier runs did with the rest is
+	// counted too, so the report is the whole list's.
+	e.countRest(lr)
 	if e.pool != nil {
 		e.pool.closeAll()
 	}
@@ -427,6 +431,26 @@ func (e *Engine) feed(lr *ListReader) {
 		case <-e.soft.Done():
 			e.finish(j, StatePending, "")
 			return
+		}
+	}
+}
+
+// countRest reads the rest of the list after the run stopped, and counts
+// the outcomes the journal holds for those rows (sending nothing).
+func (e *Engine) countRest(lr *ListReader) {
+	for {
+		rcpt, err := lr.Next()
+		if err != nil {
+			return // EOF, or the list's error (reported by feed already if it met it)
+		}
+		rec, ok, err := e.journal.Get(rcpt.Line)
+		if err != nil || !ok {
+			continue
+		}
+		switch rec.State {
+		case StateSent, StateFailed, StateDeferred, StateUnknown:
+			e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
+			e.progress.count(rec.State, false)
 		}
 	}
 }

@@ -94,7 +94,9 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		// login, a blocklist, a quota: internal/replies): the recipient
 		// stays pending and costs nothing; the target's breaker counts it.
 		res.state, res.held = StatePending, true
-		res.drop = res.drop || se.Code == 421
+		// A temporary one may be about this session (a cap on its
+		// messages): the next try gets a fresh one.
+		res.drop = res.drop || !se.Permanent
 	case se.Code == 421:
 		// RFC 5321 §3.8: the server is closing the channel.
 		res.state, res.drop = StateDeferred, true

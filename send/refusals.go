@@ -51,6 +51,7 @@ type Refusal struct {
 	Fix      string `json:"fix,omitempty"`
 	Source   string `json:"source,omitempty"`
 	Example  string `json:"example"` // the server's words, the first time
+	Code     int    `json:"code"`    // its reply code
 	Count    int    `json:"count"`
 	// Paused: the target was left alone for the rest of the run after
 	// these refusals; Held recipients stayed pending because of it.
@@ -86,7 +87,7 @@ func (b *breakers) refused(target string, v replies.Verdict, se *smtpx.Error) (o
 		}
 		if r == nil {
 			r = &Refusal{Target: target, Fault: string(v.Fault), Cause: v.Cause, Provider: v.Provider,
-				Words: v.Words, Fix: v.Fix, Source: v.Source, Example: se.Error()}
+				Words: v.Words, Fix: v.Fix, Source: v.Source, Example: se.Error(), Code: se.Code}
 			b.seen[k] = r
 		}
 	}

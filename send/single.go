@@ -88,6 +88,15 @@ func SendSingle(ctx context.Context, cfg *Config, m Single) (*SingleResult, erro
 	if err != nil {
 		return nil, &Error{Err: err}
 	}
+	if res.State == StatePending && res.Reply != "" && len(rep.Refusals) > 0 {
+		// Held back by a refusal that is not the recipient's fault: for
+		// one message that is its outcome, with the server's words.
+		res.State = StateDeferred
+		if rep.Refusals[0].Code >= 500 {
+			res.State = StateFailed
+		}
+		return res, nil
+	}
 	if res.State == StatePending || res.State == StateSending {
 		// Not tried to the end: the run was stopped.
 		why := "the send was stopped before the server answered"
