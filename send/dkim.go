@@ -114,3 +114,7 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// Public is the public half of the signing key, for comparing with the key
+// published in DNS (mailroute check).
+func (s *Signer) Public() crypto.PublicKey { return s.key.Public() }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/send"
+)
+
+// maxMXLookups caps the recipient domains whose MX check looks up to find
+// who receives their mail (a Google- or Microsoft-hosted company domain);
+// the largest domains come first, so the cap costs the least accuracy.
+const maxMXLookups = 50
+
+// bulkFindings counts the list per receiving provider and applies their
+// bulk-sender rules.
+func bulkFindings(ctx context.Context, res *resolve.Resolver, cfg *send.Config, plan *advisor.AuthPlan, facts *advisor.AuthFacts, m *mailing, o advisor.Outcome) []advisor.CheckFinding {
+	counts := map[string]advisor.BulkCount{}
+	type dc struct {
+		domain string
+		n      int
+	}
+	var others []dc
+	for d, n := range m.list.Domains {
+		if r := advisor.BulkReceiverByDomain(d); r != nil {
+			c := counts[r.ID]
+			c.ByDomain += n
+			counts[r.ID] = c
+			continue
+		}
+		others = append(others, dc{d, n})
+	}
+	slices.SortFunc(others, func(a, b dc) int { return cmp.Or(b.n-a.n, strings.Compare(a.domain, b.domain)) })
+	bp := advisor.BulkPlan{OneClick: m.unsubscribe, Direct: cfg.Mode == send.ModeDirect}
+	if len(others) > maxMXLookups {
+		for _, x := range others[maxMXLookups:] {
+			bp.Unclassified++
+			bp.UnclassifiedRcpts += x.n
+		}
+		others = others[:maxMXLookups]
+	}
+	found := make([]*advisor.BulkReceiver, len(others))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, x := range others {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			mx, err := res.MX(ctx, x.domain)
+			if err != nil || len(mx.Hosts) == 0 {
+				return
+			}
+			found[i] = advisor.BulkReceiverByMX(mx.Hosts[0].Host)
+		})
+	}
+	wg.Wait()
+	for i, r := range found {
+		if r != nil {
+			c := counts[r.ID]
+			c.ByMX += others[i].n
+			c.MXDomains = append(c.MXDomains, others[i].domain)
+			counts[r.ID] = c
+		}
+	}
+
+	switch {
+	case cfg.Mode == send.ModeRelay:
+		bp.TLS, bp.TLSOK = "the relay's own delivery (check can't see it); mailroute to the relay: "+string(cfg.Relay[0].TLS), cfg.Relay[0].TLS != send.TLSNone
+	case cfg.Direct.TLS == send.TLSNone:
+		bp.TLS = "direct.tls = \"none\": never"
+	default:
+		bp.TLS, bp.TLSOK = "direct.tls = \""+string(cfg.Direct.TLS)+"\" (the large providers offer STARTTLS)", true
+	}
+	if bp.Direct {
+		bp.FCrDNS = fcrdns(ctx, res, plan.Addrs)
+	}
+	return advisor.JudgeBulk(counts, bp, facts, o)
+}
+
+// fcrdns says whether the first sending address has a PTR whose name
+// resolves back to it.
+func fcrdns(ctx context.Context, res *resolve.Resolver, addrs []netip.Addr) string {
+	if len(addrs) == 0 {
+		return "no: the sending address is unknown"
+	}
+	a := addrs[0]
+	names, err := res.PTR(ctx, a)
+	if err != nil {
+		return "no: " + err.Error()
+	}
+	for _, n := range names {
+		back, err := res.Addrs(ctx, n)
+		if err == nil && containsAddr(back, a) {
+			return "yes: " + a.String() + " → " + n + " → " + a.String()
+		}
+	}
+	return "no: " + a.String() + " → " + strings.Join(names, ", ") + ", which does not resolve back to it"
+}
+
+// printCheck writes the findings for a person.
+func printCheck(w io.Writer, d *checkDoc) {
+	p := d.Plan
+	fmt.Fprintf(w, "Checking the mailing as receivers will judge it\n")
+	fmt.Fprintf(w, "  envelope sender %s (SPF), From %s (DMARC)\n", p.Envelope, p.From)
+	route := "direct to each recipient's MX"
+	if p.Mode == send.ModeRelay {
+		route = "through the relay " + p.Relay
+		if p.Provider != "" {
+			route += " (" + p.Provider + ")"
+		}
+	}
+	fmt.Fprintf(w, "  route: %s; leaves from %s\n", route, cmp.Or(strings.Join(p.Addrs, ", "), "an unknown address"))
+	for _, f := range d.Findings {
+		fmt.Fprintf(w, "\n%-7s %-6s %s\n", f.Verdict, shortName(f), f.Title)
+		for _, e := range f.Evidence {
+			fmt.Fprintf(w, "               %s\n", e)
+		}
+		if f.Verdict == advisor.Pass {
+			continue
+		}
+		if f.Meaning != "" {
+			fmt.Fprintf(w, "  means:       %s\n", f.Meaning)
+		}
+		if f.Fix != "" {
+			fmt.Fprintf(w, "  fix:         %s\n", f.Fix)
+		}
+		if len(f.Sources) > 0 {
+			fmt.Fprintf(w, "  see:         %s\n", strings.Join(f.Sources, " "))
+		}
+	}
+	fmt.Fprintln(w)
+	if d.OK {
+		fmt.Fprintf(w, "Nothing found that gets this mail refused or junked.\n")
+		return
+	}
+	fmt.Fprintf(w, "Receivers will refuse or junk this mail: %s. Fix the findings marked fail, then run check again.\n", strings.Join(slices.Compact(d.Problems), ", "))
+}
+
+func shortName(f advisor.CheckFinding) string {
+	if strings.HasPrefix(f.Check, "bulk:") {
+		return "bulk"
+	}
+	return f.Name
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mailroute/mailroute/internal/lab"
+)
+
+// The check lab: sender domains whose SPF, DKIM and DMARC records are real
+// TXT records served by the lab dnsmasq, and a relay (the lab Postfix relay)
+// the mail would leave through. check must judge each as a receiver would.
+const (
+	goodDomain     = "good.example"     // SPF authorizes the relay, Ed25519 key published, p=reject
+	goodRSADomain  = "rsa.example"      // the same with a 2048-bit RSA key
+	badDomain      = "bad.example"      // SPF excludes the relay, no DKIM, p=reject
+	wrongKeyDomain = "wrongkey.example" // SPF passes, but the published key is not key_file's
+	labSelector    = "lab"
+)
+
+// labCheckDoc mirrors check --json.
+type labCheckDoc struct {
+	OK       bool `json:"ok"`
+	Findings []struct {
+		Check    string   `json:"check"`
+		Verdict  string   `json:"verdict"`
+		Title    string   `json:"title"`
+		Evidence []string `json:"evidence"`
+		Meaning  string   `json:"meaning"`
+		Fix      string   `json:"fix"`
+		Sources  []string `json:"sources"`
+	} `json:"findings"`
+	Problems []string `json:"problems"`
+}
+
+func (d *labCheckDoc) verdict(check string) string {
+	for _, f := range d.Findings {
+		if f.Check == check {
+			return f.Verdict
+		}
+	}
+	return ""
+}
+
+// checkLab starts a lab with the check domains' records and returns it with
+// the DKIM keys: the published ones and one that is published nowhere.
+func checkLab(t *testing.T) (l *lab.Lab, ed, rsaKey, stray lab.DKIMKey) {
+	t.Helper()
+	dir := t.TempDir()
+	ed = lab.NewDKIMKey(t, dir, "ed25519")
+	rsaKey = lab.NewDKIMKey(t, dir, "rsa")
+	stray = lab.NewDKIMKey(t, dir, "ed25519")
+	relaySPF := "v=spf1 a:" + lab.RelayHost + " -all"
+	l = lab.Start(t, lab.Options{ExtraDNS: []string{
+		lab.TXTRecord(goodDomain, relaySPF),
+		lab.TXTRecord(labSelector+"._domainkey."+goodDomain, ed.Record),
+		lab.TXTRecord("_dmarc."+goodDomain, "v=DMARC1; p=reject"),
+
+		lab.TXTRecord(goodRSADomain, relaySPF),
+		lab.TXTRecord(labSelector+"._domainkey."+goodRSADomain, rsaKey.Record),
+		lab.TXTRecord("_dmarc."+goodRSADomain, "v=DMARC1; p=quarantine"),
+
+		lab.TXTRecord(badDomain, "v=spf1 ip4:192.0.2.1 -all"),
+		lab.TXTRecord("_dmarc."+badDomain, "v=DMARC1; p=reject"),
+
+		lab.TXTRecord(wrongKeyDomain, relaySPF),
+		lab.TXTRecord(labSelector+"._domainkey."+wrongKeyDomain, ed.Record),
+		lab.TXTRecord("_dmarc."+wrongKeyDomain, "v=DMARC1; p=none"),
+	}})
+	return l, ed, rsaKey, stray
+}
+
+// checkMailing writes a relay config (with [dkim] when key is not ""), a
+// message from news@domain, and a list of n recipients at rcptDomain.
+func checkMailing(t *testing.T, l *lab.Lab, domain, key, extra string, n int, rcptDomain string) (dir string, args []string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfg := fmt.Sprintf(`mode = "relay"
+threads = 2
+
+[[relay]]
+host = %q
+port = 587
+tls = "starttls"
+username = %q
+password_env = "LAB_PW"
+ca_file = %q
+`, lab.RelayHost, lab.RelayUser, l.CAFile)
+	if key != "" {
+		cfg += fmt.Sprintf("\n[dkim]\ndomain = %q\nselector = %q\nkey_file = %q\n", domain, labSelector, key)
+	}
+	cfg += extra
+	var list strings.Builder
+	list.WriteString("email,id\n")
+	for i := range n {
+		fmt.Fprintf(&list, "user%05d@%s,%d\n", i, rcptDomain, i)
+	}
+	for name, body := range map[string]string{
+		"mailing.toml": cfg,
+		"list.csv":     list.String(),
+		"message.txt":  "From: News <news@" + domain + ">\nSubject: Hello\n\nHello.\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, []string{"check", "--config", filepath.Join(dir, "mailing.toml"), "--message", filepath.Join(dir, "message.txt"),
+		"--list", filepath.Join(dir, "list.csv"), "--resolver", lab.DNSAddr}
+}
+
+func labCheck(t *testing.T, l *lab.Lab, args []string) (labRun, *labCheckDoc) {
+	t.Helper()
+	text := mailroute(t, l, "", nil, args...)
+	r := mailroute(t, l, "", nil, append(args, "--json")...)
+	var doc labCheckDoc
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("check --json printed no JSON (exit %d): %v\nstdout:\n%s\nstderr:\n%s", r.code, err, r.stdout, r.stderr)
+	}
+	if text.code != r.code {
+		t.Errorf("exit %d as text, %d as JSON", text.code, r.code)
+	}
+	t.Logf("check %s: exit %d\n%s%s", strings.Join(args[1:], " "), text.code, text.stdout, text.stderr)
+	return text, &doc
+}
+
+// TestLabCheck: the issue's cases, each against the real records.
+func TestLabCheck(t *testing.T) {
+	l, ed, rsaKey, stray := checkLab(t)
+
+	t.Run("authenticated/ed25519", func(t *testing.T) {
+		_, args := checkMailing(t, l, goodDomain, ed.File, "", 3, lab.AlphaDomain)
+		r, doc := labCheck(t, l, args)
+		if r.code != 0 || !doc.OK || len(doc.Problems) != 0 {
+			t.Fatalf("exit %d, ok %v, problems %v", r.code, doc.OK, doc.Problems)
+		}
+		for _, c := range []string{"spf", "dkim", "dmarc"} {
+			if v := doc.verdict(c); v != "pass" {
+				t.Errorf("%s: verdict %q, want pass", c, v)
+			}
+		}
+		if !strings.Contains(r.stdout, lab.RelayAddr) || !strings.Contains(r.stdout, "p=reject") {
+			t.Errorf("the text names neither the relay's address nor the policy:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("authenticated/rsa", func(t *testing.T) {
+		_, args := checkMailing(t, l, goodRSADomain, rsaKey.File, "", 3, lab.AlphaDomain)
+		r, doc := labCheck(t, l, args)
+		if r.code != 0 || doc.verdict("dkim") != "pass" {
+			t.Fatalf("exit %d, dkim %q", r.code, doc.verdict("dkim"))
+		}
+	})
+
+	t.Run("spf fails, no dkim, p=reject", func(t *testing.T) {
+		_, args := checkMailing(t, l, badDomain, "", "", 3, lab.AlphaDomain)
+		r, doc := labCheck(t, l, args)
+		if r.code != 1 || doc.OK {
+			t.Fatalf("exit %d, ok %v, want 1", r.code, doc.OK)
+		}
+		for _, c := range []string{"SPF", "DMARC"} {
+			if !slices.Contains(doc.Problems, c) {
+				t.Errorf("problems %v lack %s", doc.Problems, c)
+			}
+			if !strings.Contains(r.stdout, c) {
+				t.Errorf("the text does not name %s", c)
+			}
+		}
+		if doc.verdict("spf") != "fail" || doc.verdict("dmarc") != "fail" {
+			t.Errorf("spf %q dmarc %q, want fail, fail", doc.verdict("spf"), doc.verdict("dmarc"))
+		}
+		// The receiver's likely reply is quoted.
+		if !strings.Contains(r.stdout, "5.7.26") {
+			t.Errorf("the text does not quote Gmail's 550 5.7.26:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("key_file is not the published key", func(t *testing.T) {
+		_, args := checkMailing(t, l, wrongKeyDomain, stray.File, "", 3, lab.AlphaDomain)
+		r, doc := labCheck(t, l, args)
+		if r.code != 1 || !slices.Contains(doc.Problems, "DKIM") || doc.verdict("dkim") != "fail" {
+			t.Fatalf("exit %d, problems %v, dkim %q", r.code, doc.Problems, doc.verdict("dkim"))
+		}
+		if !strings.Contains(r.stdout, "DKIM") {
+			t.Errorf("the text does not name DKIM")
+		}
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		dir, args := checkMailing(t, l, goodDomain, ed.File, "", 1, lab.AlphaDomain)
+		if err := os.WriteFile(filepath.Join(dir, "message.txt"), []byte("Subject: no from\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := mailroute(t, l, "", nil, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "From") {
+			t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
+		}
+	})
+}
