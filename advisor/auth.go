@@ -296,7 +296,7 @@ func judgeDKIM(p *AuthPlan, k *auth.DKIMKey) CheckFinding {
 		return c
 	}
 	signed := d.Headers
-	c.Evidence = append(c.Evidence, "signed header fields: "+strings.Join(signed, ", "))
+	c.Evidence = append(c.Evidence, "signed header fields: "+strings.Join(signed, ", ")+" (and List-Unsubscribe, List-Unsubscribe-Post, always: RFC 8058 §4)")
 	if typ == "rsa" && bits < 2048 {
 		c.Verdict, c.Title = Warn, fmt.Sprintf("%s publishes key_file's key, but it has only %d bits", name, bits)
 		c.Meaning = "Accepted today; RFC 8301 §3.2 asks for 2048 bits and Google recommends them."

@@ -289,6 +289,9 @@ func readMailing(c *cli.Context, cfg *send.Config) (*mailing, error) {
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")
 	}
+	if err := tmpl.SetUnsubscribe(cfg.Unsubscribe); err != nil {
+		return nil, configProblem(err)
+	}
 	m := &mailing{}
 	rcpt := &send.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
 	if path := c.String("list"); path != "" {

@@ -201,3 +201,33 @@ func TestLabCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestLabCheckBulk: 6,000 Gmail recipients from a fully authenticated
+// domain. Without [unsubscribe] Gmail's bulk-sender rule for one-click
+// unsubscribe is broken (exit 1, the rule named); with it every rule check
+// can see is met (exit 0). gmail.com is known by name: no MX is asked.
+func TestLabCheckBulk(t *testing.T) {
+	l, ed, _, _ := checkLab(t)
+	_, args := checkMailing(t, l, goodDomain, ed.File, "", 6000, "gmail.com")
+	r, doc := labCheck(t, l, args)
+	if r.code != 1 || doc.verdict("bulk:gmail") != "fail" || !slices.Contains(doc.Problems, "Gmail bulk-sender rules") {
+		t.Fatalf("exit %d, bulk:gmail %q, problems %v", r.code, doc.verdict("bulk:gmail"), doc.Problems)
+	}
+	for _, want := range []string{"6000 recipients", "5000", "NOT met: one-click unsubscribe", "https://support.google.com/a/answer/81126"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the text lacks %q", want)
+		}
+	}
+	for _, c := range []string{"spf", "dkim", "dmarc"} {
+		if v := doc.verdict(c); v != "pass" {
+			t.Errorf("%s: %q, want pass: only the bulk rule may fail", c, v)
+		}
+	}
+
+	unsub := "\n[unsubscribe]\nurl = \"https://" + goodDomain + "/u?id={{.id}}\"\n"
+	_, args = checkMailing(t, l, goodDomain, ed.File, unsub, 6000, "gmail.com")
+	r, doc = labCheck(t, l, args)
+	if r.code != 0 || doc.verdict("bulk:gmail") != "pass" {
+		t.Fatalf("with [unsubscribe]: exit %d, bulk:gmail %q, problems %v", r.code, doc.verdict("bulk:gmail"), doc.Problems)
+	}
+}
