@@ -20,6 +20,9 @@ const (
 	goodRSADomain  = "rsa.example"      // the same with a 2048-bit RSA key
 	badDomain      = "bad.example"      // SPF excludes the relay, no DKIM, p=reject
 	wrongKeyDomain = "wrongkey.example" // SPF passes, but the published key is not key_file's
+	directDomain   = "direct.example"   // direct mode: SPF authorizes this machine's public address
+	labPublicIP    = "127.0.1.1"        // what the lab's echo service says this machine's address is
+	labPublicName  = "out.direct.example"
 	labSelector    = "lab"
 )
 
@@ -71,6 +74,12 @@ func checkLab(t *testing.T) (l *lab.Lab, ed, rsaKey, stray lab.DKIMKey) {
 		lab.TXTRecord(wrongKeyDomain, relaySPF),
 		lab.TXTRecord(labSelector+"._domainkey."+wrongKeyDomain, ed.Record),
 		lab.TXTRecord("_dmarc."+wrongKeyDomain, "v=DMARC1; p=none"),
+
+		lab.TXTRecord(directDomain, "v=spf1 ip4:"+labPublicIP+" -all"),
+		lab.TXTRecord(labSelector+"._domainkey."+directDomain, ed.Record),
+		lab.TXTRecord("_dmarc."+directDomain, "v=DMARC1; p=reject"),
+		"address=/myip.lab.example/" + labPublicIP,         // the echo service's answer
+		"host-record=" + labPublicName + "," + labPublicIP, // A and PTR: forward-confirmed
 	}})
 	return l, ed, rsaKey, stray
 }
@@ -91,6 +100,9 @@ username = %q
 password_env = "LAB_PW"
 ca_file = %q
 `, lab.RelayHost, lab.RelayUser, l.CAFile)
+	if domain == directDomain {
+		cfg = "mode = \"direct\"\nthreads = 2\n"
+	}
 	if key != "" {
 		cfg += fmt.Sprintf("\n[dkim]\ndomain = %q\nselector = %q\nkey_file = %q\n", domain, labSelector, key)
 	}
@@ -110,7 +122,7 @@ ca_file = %q
 		}
 	}
 	return dir, []string{"check", "--config", filepath.Join(dir, "mailing.toml"), "--message", filepath.Join(dir, "message.txt"),
-		"--list", filepath.Join(dir, "list.csv"), "--resolver", lab.DNSAddr}
+		"--list", filepath.Join(dir, "list.csv"), "--resolver", lab.DNSAddr, "--ip-echo", "myip.lab.example@" + lab.DNSAddr}
 }
 
 func labCheck(t *testing.T, l *lab.Lab, args []string) (labRun, *labCheckDoc) {
@@ -190,6 +202,24 @@ func TestLabCheck(t *testing.T) {
 		}
 	})
 
+	// Direct mode: SPF is judged for this machine's public address, which
+	// check asks of the (lab's) DNS echo service.
+	t.Run("direct", func(t *testing.T) {
+		_, args := checkMailing(t, l, directDomain, ed.File, "", 3, lab.AlphaDomain)
+		r, doc := labCheck(t, l, args)
+		if r.code != 0 || doc.verdict("spf") != "pass" || doc.verdict("dmarc") != "pass" {
+			t.Fatalf("exit %d, spf %q, dmarc %q", r.code, doc.verdict("spf"), doc.verdict("dmarc"))
+		}
+		if !strings.Contains(r.stdout, labPublicIP+" (this machine's public address") {
+			t.Errorf("the text does not say where the address came from")
+		}
+		// The same mailing as if it left from another address.
+		r, doc = labCheck(t, l, append(args, "--sending-ip", "192.0.2.99"))
+		if r.code != 1 || doc.verdict("spf") != "fail" || doc.verdict("dmarc") != "pass" {
+			t.Fatalf("--sending-ip 192.0.2.99: exit %d, spf %q, dmarc %q", r.code, doc.verdict("spf"), doc.verdict("dmarc"))
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		dir, args := checkMailing(t, l, goodDomain, ed.File, "", 1, lab.AlphaDomain)
 		if err := os.WriteFile(filepath.Join(dir, "message.txt"), []byte("Subject: no from\n\nx\n"), 0o600); err != nil {
@@ -229,5 +259,18 @@ func TestLabCheckBulk(t *testing.T) {
 	r, doc = labCheck(t, l, args)
 	if r.code != 0 || doc.verdict("bulk:gmail") != "pass" {
 		t.Fatalf("with [unsubscribe]: exit %d, bulk:gmail %q, problems %v", r.code, doc.verdict("bulk:gmail"), doc.Problems)
+	}
+
+	// Direct mode adds the PTR rule: the lab's public address has one
+	// that points back.
+	_, args = checkMailing(t, l, directDomain, ed.File, unsub, 6000, "gmail.com")
+	r, doc = labCheck(t, l, args)
+	want := "met: the sending address has a forward-confirmed PTR (yes: " + labPublicIP + " → " + labPublicName
+	if r.code != 0 || doc.verdict("bulk:gmail") != "pass" || !strings.Contains(r.stdout, want) {
+		t.Fatalf("direct: exit %d, bulk:gmail %q, want %q in the text", r.code, doc.verdict("bulk:gmail"), want)
+	}
+	r, doc = labCheck(t, l, append(args, "--sending-ip", "192.0.2.99"))
+	if r.code != 1 || !strings.Contains(r.stdout, "NOT met: the sending address has a forward-confirmed PTR (no: ") {
+		t.Fatalf("direct from an address without PTR: exit %d, problems %v", r.code, doc.Problems)
 	}
 }
