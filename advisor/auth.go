@@ -164,7 +164,7 @@ func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {
 			c.Evidence = append(c.Evidence, p.AddrsErr)
 		}
 		c.Meaning = "SPF is judged on the sending server's address; without it the result cannot be predicted."
-		c.Fix = "In direct mode give this machine's public address with --sending-ip, or let check find it (it asks a DNS echo service)."
+		c.Fix = "Give the address the mail leaves from with --sending-ip, or let check find it: in relay mode it looks the relay up in DNS, in direct mode it asks a DNS echo service (--ip-echo)."
 	case worst == "pass":
 		c.Verdict, c.Title = Pass, fmt.Sprintf("%s authorizes %s (%s)", d, addrList(p.Addrs), p.AddrsFrom)
 		c.Meaning = "Receivers check that the server handing them the mail may send for the envelope sender's domain; it may."

@@ -90,23 +90,13 @@ func runCheck(c *cli.Context) error {
 	for _, w := range warnings {
 		fmt.Fprintf(c.App.ErrWriter, "mailroute: warning: %s: %s\n", c.String("config"), w)
 	}
-	mailing, err := readMailing(c, cfg)
+	mailing, err := readMailing(cfg, c.String("message"), c.String("list"), c.String("email-column"))
 	if err != nil {
 		return err
 	}
 	res, err := resolverFromFlag(firstNonEmpty(c.String("resolver"), cfg.Resolver))
 	if err != nil {
 		return err
-	}
-	res.Timeout = min(2*time.Second, c.Duration("timeout")/2)
-
-	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
-	if cfg.DKIM != nil {
-		signer, err := send.NewSigner(cfg.DKIM)
-		if err != nil {
-			return configProblem(err)
-		}
-		plan.DKIMKey = signer.Public()
 	}
 	sendingIPs, err := parseSendingIPs(c.StringSlice("sending-ip"))
 	if err != nil {
@@ -116,17 +106,48 @@ func runCheck(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	doc, err := authCheck(c.Context, cfg, mailing, res, sendingIPs, echo, c.Duration("timeout"))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			return err
+		}
+	} else {
+		printCheck(c.App.Writer, doc)
+	}
+	if !doc.OK {
+		return problem(nil)
+	}
+	return nil
+}
 
-	ctx, cancel := context.WithTimeout(c.Context, 4*c.Duration("timeout"))
+// authCheck judges a loaded mailing: SPF, DKIM and DMARC, and the bulk
+// rules when it has a list. DNS gets timeout per group of look-ups. Shared
+// by check and send --dry-run.
+func authCheck(ctx context.Context, cfg *send.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
+	res.Timeout = min(2*time.Second, timeout/2)
+	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
+	if cfg.DKIM != nil {
+		signer, err := send.NewSigner(cfg.DKIM)
+		if err != nil {
+			return nil, configProblem(err)
+		}
+		plan.DKIMKey = signer.Public()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*timeout)
 	defer cancel()
-	sendingAddrs(ctx, res, cfg, plan, sendingIPs, echo, c.Duration("timeout"))
+	sendingAddrs(ctx, res, cfg, plan, sendingIPs, echo, timeout)
 	facts := gatherAuth(ctx, res, plan)
 	findings, outcome := advisor.JudgeAuth(plan, facts)
 	if mailing.list != nil {
 		findings = append(findings, bulkFindings(ctx, res, cfg, plan, facts, mailing, outcome)...)
 	}
 
-	doc := checkDoc{OK: true, Problems: []string{}, Findings: findings, Facts: facts, Plan: checkPlanDoc{
+	doc := &checkDoc{OK: true, Problems: []string{}, Findings: findings, Facts: facts, Plan: checkPlanDoc{
 		Mode: cfg.Mode, Envelope: plan.Envelope, From: plan.From, AddrsFrom: plan.AddrsFrom, Relay: plan.RelayHost, Resolver: strings.Join(res.Servers, ", "),
 	}}
 	for _, a := range plan.Addrs {
@@ -141,19 +162,7 @@ func runCheck(c *cli.Context) error {
 			doc.Problems = append(doc.Problems, f.Name)
 		}
 	}
-	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(doc); err != nil {
-			return err
-		}
-	} else {
-		printCheck(c.App.Writer, &doc)
-	}
-	if !doc.OK {
-		return problem(nil)
-	}
-	return nil
+	return doc, nil
 }
 
 func firstNonEmpty(s ...string) string {
@@ -284,8 +293,8 @@ type mailing struct {
 // readMailing renders the message for the list's first recipient (or a
 // sample without a list) to learn its From and headers, and counts the
 // list's recipients by domain.
-func readMailing(c *cli.Context, cfg *send.Config) (*mailing, error) {
-	tmpl, err := send.LoadTemplate(c.String("message"), "")
+func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing, error) {
+	tmpl, err := send.LoadTemplate(message, "")
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")
 	}
@@ -294,8 +303,8 @@ func readMailing(c *cli.Context, cfg *send.Config) (*mailing, error) {
 	}
 	m := &mailing{}
 	rcpt := &send.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
-	if path := c.String("list"); path != "" {
-		lc, first, header, err := countList(path, send.ListOptions{EmailColumn: c.String("email-column"), SkipBadRows: true})
+	if list != "" {
+		lc, first, header, err := countList(list, send.ListOptions{EmailColumn: emailColumn, SkipBadRows: true})
 		if err != nil {
 			return nil, configProblem(err)
 		}
@@ -307,10 +316,10 @@ func readMailing(c *cli.Context, cfg *send.Config) (*mailing, error) {
 	r, err := tmpl.Render(rcpt, send.RenderOptions{})
 	if err != nil {
 		hint := ""
-		if c.String("list") == "" {
+		if list == "" {
 			hint = "the message uses merge fields: give the list with --list"
 		}
-		return nil, usage(fmt.Errorf("rendering %s: %w", c.String("message"), err), hint)
+		return nil, usage(fmt.Errorf("rendering %s: %w", message, err), hint)
 	}
 	m.from = r.From
 	m.envelope = firstNonEmpty(cfg.From, r.From)

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mailroute/mailroute/advisor"
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/probe"
 	"github.com/mailroute/mailroute/send"
 )
 
@@ -149,4 +151,39 @@ func shortName(f advisor.CheckFinding) string {
 		return "bulk"
 	}
 	return f.Name
+}
+
+// dryRunTimeout bounds each group of DNS look-ups of the check a dry run
+// makes: it is a summary, and the dry run must stay quick offline.
+const dryRunTimeout = 2 * time.Second
+
+// dryRunCheck is the one line send --dry-run prints: each finding's verdict
+// and the check command that explains them.
+func dryRunCheck(ctx context.Context, cfg *send.Config, configPath, message, list, emailColumn string) string {
+	cmd := "mailroute check --config " + configPath + " --message " + message + " --list " + list
+	mailing, err := readMailing(cfg, message, list, emailColumn)
+	if err != nil {
+		return "check: not run (" + err.Error() + "); try " + cmd
+	}
+	res, err := resolverFromFlag(cfg.Resolver)
+	if err != nil {
+		return "check: not run (" + err.Error() + "); try " + cmd
+	}
+	d, err := authCheck(ctx, cfg, mailing, res, nil, probe.DefaultIdentityOptions(), dryRunTimeout)
+	if err != nil {
+		return "check: not run (" + err.Error() + "); try " + cmd
+	}
+	return checkSummary(d, cmd)
+}
+
+func checkSummary(d *checkDoc, cmd string) string {
+	parts := make([]string, len(d.Findings))
+	for i, f := range d.Findings {
+		parts[i] = f.Name + " " + string(f.Verdict)
+	}
+	verdict := "nothing found that gets the mail refused or junked"
+	if !d.OK {
+		verdict = "receivers will refuse or junk this mail"
+	}
+	return "check: " + strings.Join(parts, ", ") + ": " + verdict + "; details: " + cmd
 }
