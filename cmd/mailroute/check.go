@@ -106,6 +106,7 @@ func runCheck(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res.Timeout = min(2*time.Second, c.Duration("timeout")/2)
 	doc, err := authCheck(c.Context, cfg, mailing, res, sendingIPs, echo, c.Duration("timeout"))
 	if err != nil {
 		return err
@@ -129,7 +130,6 @@ func runCheck(c *cli.Context) error {
 // rules when it has a list. DNS gets timeout per group of look-ups. Shared
 // by check and send --dry-run.
 func authCheck(ctx context.Context, cfg *send.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
-	res.Timeout = min(2*time.Second, timeout/2)
 	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
 	if cfg.DKIM != nil {
 		signer, err := send.NewSigner(cfg.DKIM)

@@ -169,6 +169,7 @@ func dryRunCheck(ctx context.Context, cfg *send.Config, configPath, message, lis
 	if err != nil {
 		return "check: not run (" + err.Error() + "); try " + cmd
 	}
+	res.Timeout = dryRunTimeout / 2
 	d, err := authCheck(ctx, cfg, mailing, res, nil, probe.DefaultIdentityOptions(), dryRunTimeout)
 	if err != nil {
 		return "check: not run (" + err.Error() + "); try " + cmd
@@ -186,4 +187,36 @@ func checkSummary(d *checkDoc, cmd string) string {
 		verdict = "receivers will refuse or junk this mail"
 	}
 	return "check: " + strings.Join(parts, ", ") + ": " + verdict + "; details: " + cmd
+}
+
+// adviceAuth judges mail from the sender's address over the recommended
+// route, for advise and the wizard: the same findings as check, without a
+// message or a list (so no DKIM, which the advisor's config does not set up,
+// and no bulk rules). The public address the probe found is the sending
+// address in direct mode. Nil when the address or the route is unknown.
+func adviceAuth(ctx context.Context, p *probe.Prober, rec *advisor.Recommendation, rep *probe.Report, from string, echo probe.IdentityOptions) []advisor.CheckFinding {
+	if rec == nil || rec.Config == nil || !strings.Contains(from, "@") || rep.Offline || ctx.Err() != nil {
+		return nil
+	}
+	var ips []netip.Addr
+	if rec.Config.Mode == send.ModeDirect && rep.Identity != nil {
+		if a, err := netip.ParseAddr(rep.Identity.PublicIP); err == nil {
+			ips = []netip.Addr{a}
+		}
+	}
+	m := &mailing{envelope: firstNonEmpty(rec.Config.From, from), from: from}
+	d, err := authCheck(ctx, rec.Config, m, p.Resolver, ips, echo, p.Timeout)
+	if err != nil {
+		return nil
+	}
+	return d.Findings
+}
+
+// asFindings turns check's findings into advise's form.
+func asFindings(cs []advisor.CheckFinding) []advisor.Finding {
+	out := make([]advisor.Finding, len(cs))
+	for i, c := range cs {
+		out[i] = c.AsFinding()
+	}
+	return out
 }

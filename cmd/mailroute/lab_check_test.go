@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailroute/mailroute/advisor"
 	"github.com/mailroute/mailroute/internal/lab"
 )
 
@@ -272,5 +273,47 @@ func TestLabCheckBulk(t *testing.T) {
 	r, doc = labCheck(t, l, append(args, "--sending-ip", "192.0.2.99"))
 	if r.code != 1 || !strings.Contains(r.stdout, "NOT met: the sending address has a forward-confirmed PTR (no: ") {
 		t.Fatalf("direct from an address without PTR: exit %d, problems %v", r.code, doc.Problems)
+	}
+}
+
+// TestLabCheckInAdvise: advise --from judges mail from that address over
+// the route it recommends (here direct, from the lab's public address),
+// with check's findings among its own.
+func TestLabCheckInAdvise(t *testing.T) {
+	l, _, _, _ := checkLab(t)
+	type adviceFindings struct {
+		Recommendation advisor.Recommendation `json:"recommendation"`
+		Findings       []advisor.Finding      `json:"findings"`
+	}
+	advise := func(from string) *adviceFindings {
+		args := append([]string{"advise", "--json", "--timeout", "2s", "--tls-ca", l.CAFile, "--to", lab.AlphaDomain, "--from", from}, labIdentity...)
+		r := mailroute(t, l, t.TempDir(), nil, args...)
+		var doc adviceFindings
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Recommendation.Mode != "direct" {
+			t.Fatalf("advise --from %s: %v %+v\n%s", from, err, doc.Recommendation, r.stderr)
+		}
+		return &doc
+	}
+	find := func(doc *adviceFindings, prefix string) (sev, title string) {
+		for _, f := range doc.Findings {
+			if strings.HasPrefix(f.Title, prefix) {
+				return string(f.Severity), f.Title
+			}
+		}
+		return "", ""
+	}
+	doc := advise("news@" + directDomain)
+	if sev, title := find(doc, "SPF: "); sev != "ok" || !strings.Contains(title, labPublicIP) {
+		t.Errorf("SPF finding %s %q", sev, title)
+	}
+	if sev, title := find(doc, "DMARC: "); sev != "ok" || !strings.Contains(title, "p=reject") {
+		t.Errorf("DMARC finding %s %q", sev, title)
+	}
+	doc = advise("news@" + badDomain)
+	if sev, _ := find(doc, "SPF: "); sev != "problem" {
+		t.Errorf("bad.example: SPF finding %s", sev)
+	}
+	if sev, title := find(doc, "DMARC: "); sev != "problem" || !strings.Contains(title, "p=reject") {
+		t.Errorf("bad.example: DMARC finding %s %q", sev, title)
 	}
 }
