@@ -331,7 +331,8 @@ func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing,
 // fields: List-Unsubscribe with an https URI and List-Unsubscribe-Post.
 func hasOneClick(msg []byte) bool {
 	head, _, _ := strings.Cut(string(msg), "\r\n\r\n")
-	head = strings.ToLower(strings.ReplaceAll(head, "\r\n ", " "))
+	// Unfold (RFC 5322 §2.2.3): a line break before a space or tab.
+	head = strings.ToLower(strings.NewReplacer("\r\n ", " ", "\r\n\t", " ").Replace(head))
 	var lu, post bool
 	for _, l := range strings.Split(head, "\r\n") {
 		switch {
