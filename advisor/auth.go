@@ -80,6 +80,9 @@ type AuthFacts struct {
 type Outcome struct {
 	SPFPass, SPFAligned   bool
 	DKIMPass, DKIMAligned bool
+	// SPFUnknown, DKIMUnknown, DMARCUnknown: the check could not find out
+	// (a DNS failure, no sending address), so "no pass" is not a fail.
+	SPFUnknown, DKIMUnknown, DMARCUnknown bool
 }
 
 // DMARCPass is RFC 7489 §4.2: an aligned SPF pass or an aligned DKIM pass.
@@ -103,7 +106,9 @@ func JudgeAuth(p *AuthPlan, f *AuthFacts) ([]CheckFinding, Outcome) {
 	if p.DKIM != nil {
 		o.DKIMAligned = auth.Aligned(p.DKIM.Domain, dm.FromDomain, dm.DKIMAlignment())
 	}
-	return []CheckFinding{spfF, dkimF, judgeDMARC(p, dm, o)}, o
+	dmarcF := judgeDMARC(p, dm, o)
+	o.SPFUnknown, o.DKIMUnknown, o.DMARCUnknown = spfF.Verdict == Unknown, dkimF.Verdict == Unknown, dmarcF.Verdict == Unknown
+	return []CheckFinding{spfF, dkimF, dmarcF}, o
 }
 
 func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {

@@ -205,3 +205,17 @@ func TestJudgeBulk(t *testing.T) {
 		t.Errorf("direct without PTR: %v", got)
 	}
 }
+
+// TestJudgeBulkUnknown: what DNS could not tell is unknown, not broken.
+func TestJudgeBulkUnknown(t *testing.T) {
+	counts := map[string]BulkCount{"gmail": {ByDomain: 6000}}
+	facts := &AuthFacts{DMARC: &auth.DMARC{FromDomain: "shop.example", Temporary: true}}
+	o := Outcome{SPFUnknown: true, DKIMPass: true, DKIMAligned: true, DMARCUnknown: true}
+	if got := verdicts(JudgeBulk(counts, BulkPlan{OneClick: true, TLSOK: true}, facts, o)); got["bulk:gmail"] != Unknown {
+		t.Errorf("unknowns only: %v", got)
+	}
+	// A broken rule beside an unknown one is still a fail.
+	if got := verdicts(JudgeBulk(counts, BulkPlan{TLSOK: true}, facts, o)); got["bulk:gmail"] != Fail {
+		t.Errorf("no unsubscribe: %v", got)
+	}
+}

@@ -107,9 +107,11 @@ func JudgeBulk(counts map[string]BulkCount, p BulkPlan, facts *AuthFacts, o Outc
 			counted += n.ByMX
 		}
 		c := CheckFinding{Check: "bulk:" + r.ID, Name: r.Name + " bulk-sender rules", Sources: r.Sources}
-		c.Evidence = append(c.Evidence, fmt.Sprintf("%d recipients at %s", n.ByDomain, strings.Join(r.Domains, ", ")))
+		if n.ByDomain > 0 {
+			c.Evidence = append(c.Evidence, fmt.Sprintf("%d recipients at %s", n.ByDomain, strings.Join(r.Domains, ", ")))
+		}
 		if n.ByMX > 0 {
-			e := fmt.Sprintf("%d more at domains whose MX is %s's (%s)", n.ByMX, r.Name, strings.Join(firstN(n.MXDomains, 5), ", "))
+			e := fmt.Sprintf("%d at domains whose MX is %s's (%s)", n.ByMX, r.Name, strings.Join(firstN(n.MXDomains, 5), ", "))
 			if !r.MXCounts {
 				e += "; Google Workspace domains: the bulk rules are for personal Gmail accounts"
 			}
@@ -134,47 +136,57 @@ func JudgeBulk(counts map[string]BulkCount, p BulkPlan, facts *AuthFacts, o Outc
 		type rule struct {
 			what     string
 			met      bool
+			unknown  bool // not found out: neither met nor broken
 			required bool
 			fix      string
 		}
 		rules := []rule{
-			{"SPF passes", o.SPFPass, true, "see the SPF finding"},
-			{"DKIM passes", o.DKIMPass, true, "see the DKIM finding"},
-			{"a DMARC record is published (p=none is enough)", facts.DMARC != nil && facts.DMARC.Record != "", true, "publish _dmarc." + orgOf(facts) + " (see the DMARC finding)"},
-			{"the From domain is aligned with SPF or DKIM", o.DMARCPass(), true, "see the DMARC finding"},
-			{"one-click unsubscribe (List-Unsubscribe and List-Unsubscribe-Post, RFC 8058)", p.OneClick, r.Unsubscribe,
+			{"SPF passes", o.SPFPass, o.SPFUnknown, true, "see the SPF finding"},
+			{"DKIM passes", o.DKIMPass, o.DKIMUnknown, true, "see the DKIM finding"},
+			{"a DMARC record is published (p=none is enough)", facts.DMARC != nil && facts.DMARC.Record != "", o.DMARCUnknown, true, "publish _dmarc." + orgOf(facts) + " (see the DMARC finding)"},
+			{"the From domain is aligned with SPF or DKIM", o.DMARCPass(), o.SPFUnknown || o.DKIMUnknown, true, "see the DMARC finding"},
+			{"one-click unsubscribe (List-Unsubscribe and List-Unsubscribe-Post, RFC 8058)", p.OneClick, false, r.Unsubscribe,
 				"add [unsubscribe] with url = \"https://…?id={{.id}}\" (a page that unsubscribes on POST) to the config; send then adds both header fields and signs them"},
-			{"TLS on the way to the receiver: " + p.TLS, p.TLSOK, true, "use a relay with TLS, or direct.tls \"opportunistic\" or \"starttls\""},
+			{"TLS on the way to the receiver: " + p.TLS, p.TLSOK, false, true, "use a relay with TLS, or direct.tls \"opportunistic\" or \"starttls\""},
 		}
 		if p.Direct {
-			rules = append(rules, rule{"the sending address has a forward-confirmed PTR (" + p.FCrDNS + ")", strings.HasPrefix(p.FCrDNS, "yes"), true,
+			rules = append(rules, rule{"the sending address has a forward-confirmed PTR (" + p.FCrDNS + ")", strings.HasPrefix(p.FCrDNS, "yes"),
+				strings.HasPrefix(p.FCrDNS, "unknown"), true,
 				"ask whoever gives you the address (ISP, hosting) for a PTR record naming a host whose A record is that address"})
 		}
-		var unmet, fixes []string
+		var unmet, unknown, fixes []string
 		for _, x := range rules {
 			mark := "met"
-			if !x.met {
+			switch {
+			case x.met:
+			case x.unknown:
+				mark = "unknown"
+				unknown = append(unknown, x.what)
+			case !x.required:
+				mark = "not met (recommended)"
+			default:
 				mark = "NOT met"
-				if !x.required {
-					mark = "not met (recommended)"
+				unmet = append(unmet, x.what)
+				if !slices.Contains(fixes, x.fix) {
+					fixes = append(fixes, x.fix)
 				}
 			}
 			c.Evidence = append(c.Evidence, mark+": "+x.what)
-			if !x.met && x.required {
-				unmet = append(unmet, x.what)
-				fixes = append(fixes, x.fix)
-			}
 		}
 		if p.Unclassified > 0 {
 			c.Evidence = append(c.Evidence, fmt.Sprintf("%d more recipients at %d domains whose MX was not looked up", p.UnclassifiedRcpts, p.Unclassified))
 		}
-		if len(unmet) == 0 {
-			c.Verdict = Pass
-			c.Meaning = "Every rule check can see is met; the spam-complaint rate (under 0.3%) is yours to keep."
-		} else {
+		switch {
+		case len(unmet) > 0:
 			c.Verdict = Fail
 			c.Meaning = fmt.Sprintf("%s refuses or junks bulk mail that breaks these rules (its replies: %s). Not met: %s.", r.Name, r.Reply, strings.Join(unmet, "; "))
-			c.Fix = strings.Join(slices.Compact(fixes), "; ") + "."
+			c.Fix = strings.Join(fixes, "; ") + "."
+		case len(unknown) > 0:
+			c.Verdict = Unknown
+			c.Meaning = "Not found out: " + strings.Join(unknown, "; ") + ". The findings above say why."
+		default:
+			c.Verdict = Pass
+			c.Meaning = "Every rule check can see is met; the spam-complaint rate (under 0.3%) is yours to keep."
 		}
 		out = append(out, c)
 	}

@@ -96,6 +96,9 @@ func fcrdns(ctx context.Context, res *resolve.Resolver, addrs []netip.Addr) stri
 	a := addrs[0]
 	names, err := res.PTR(ctx, a)
 	if err != nil {
+		if !resolve.IsNotFound(err) {
+			return "unknown: " + err.Error()
+		}
 		return "no: " + err.Error()
 	}
 	for _, n := range names {
