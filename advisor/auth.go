@@ -135,7 +135,7 @@ func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {
 	if s.Include != "" {
 		if s.IncludeFound {
 			c.Evidence = append(c.Evidence, "the record reaches "+p.Provider.Name+"'s include "+s.Include+" ("+strings.Join(s.IncludePath, " → ")+")")
-		} else {
+		} else if s.Record != "" {
 			c.Evidence = append(c.Evidence, "the record does not include "+s.Include+", which "+p.Provider.Name+" documents for its sending servers")
 		}
 		if p.Provider.SPFSource != "" {
