@@ -29,20 +29,20 @@ const (
 // `doc` tag (and `default` tag where it has one); `config describe` and the
 // comments of a generated file are made from these tags.
 type Config struct {
-	Mode     Mode    `toml:"mode" doc:"how mail leaves: \"direct\" (to each recipient's MX on port 25) or \"relay\" (through the [[relay]] servers)" default:"relay"`
-	Threads  int     `toml:"threads" doc:"concurrent SMTP sessions in all; ISP relays usually allow 1-5" default:"2"`
-	Rate     Rate    `toml:"rate" doc:"messages per window for the whole mailing, e.g. \"30/m\", \"1/s\", \"500/d\"; empty: no global limit"`
-	Helo     string  `toml:"helo" doc:"name sent in EHLO; direct mode wants this machine's forward-confirmed PTR name" default:"this machine's host name"`
-	From     string  `toml:"from" doc:"envelope sender (MAIL FROM); default: the address in the message's From header"`
-	Resolver string  `toml:"resolver" doc:"DNS server IP[:PORT] for MX look-ups in direct mode; default: /etc/resolv.conf"`
-	Relay    []Relay `toml:"relay" doc:"relay servers; several [[relay]] tables share the work, each with its own threads and rate"`
-	Direct   Direct  `toml:"direct" doc:"direct-to-MX delivery settings"`
-	Retry    Retry   `toml:"retry" doc:"what to do with temporary (4xx) failures"`
-	DKIM     *DKIM   `toml:"dkim" doc:"DKIM signing (RFC 6376); absent: messages are not signed"`
+	Mode     Mode     `toml:"mode" doc:"how mail leaves: \"direct\" (to each recipient's MX on port 25) or \"relay\" (through the [[relay]] servers)" default:"relay"`
+	Threads  int      `toml:"threads" doc:"concurrent SMTP sessions in all; ISP relays usually allow 1-5" default:"2"`
+	Rate     Rate     `toml:"rate" doc:"messages per window for the whole mailing, e.g. \"30/m\", \"1/s\", \"500/d\"; empty: no global limit"`
+	Helo     string   `toml:"helo" doc:"name sent in EHLO; direct mode wants this machine's forward-confirmed PTR name" default:"this machine's host name"`
+	From     string   `toml:"from" doc:"envelope sender (MAIL FROM); default: the address in the message's From header"`
+	Resolver string   `toml:"resolver" doc:"DNS server IP[:PORT] for MX look-ups in direct mode; default: /etc/resolv.conf"`
+	Relay    []Relay  `toml:"relay" doc:"relay servers; several [[relay]] tables share the work, each with its own threads and rate"`
+	Direct   Direct   `toml:"direct" doc:"direct-to-MX delivery settings"`
+	Retry    Retry    `toml:"retry" doc:"what to do with temporary (4xx) failures"`
+	DKIM     *DKIM    `toml:"dkim" doc:"DKIM signing (RFC 6376); absent: messages are not signed"`
+	Evidence Evidence `toml:"evidence" doc:"what the advisor measured to choose these numbers (informational)"`
 	// Unsubscribe (unsubscribe.go): one-click unsubscription, which Gmail
 	// and Yahoo require of bulk senders.
 	Unsubscribe *Unsubscribe `toml:"unsubscribe" doc:"List-Unsubscribe (RFC 2369) and one-click unsubscribe (RFC 8058) header fields; absent: none"`
-	Evidence    Evidence     `toml:"evidence" doc:"what the advisor measured to choose these numbers (informational)"`
 }
 
 // Relay is one external SMTP server.
