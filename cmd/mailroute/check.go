@@ -39,7 +39,7 @@ Exit status: 0 nothing found that gets the mail refused or junked, 1 something w
 			&cli.StringFlag{Name: "list", Usage: "recipient list `FILE.csv`: counted per receiving provider for the bulk-sender rules"},
 			&cli.StringFlag{Name: "email-column", Value: "email", Usage: "the list's address column `NAME`"},
 			&cli.StringFlag{Name: "resolver", Usage: "DNS server `IP[:PORT]` (default: the config's resolver, else /etc/resolv.conf)"},
-			&cli.StringSliceFlag{Name: "sending-ip", Usage: "direct mode: this machine's public `IP` as receivers see it (repeatable); default: asked of DNS echo services"},
+			&cli.StringSliceFlag{Name: "sending-ip", Usage: "the `IP` the mail leaves from, as receivers see it (repeatable); default: the relay's addresses, or in direct mode this machine's public one from a DNS echo service"},
 			&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (direct mode)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "time for each group of DNS look-ups"},
 			&cli.BoolFlag{Name: "json", Usage: "print the findings as one JSON document on stdout"},
