@@ -193,6 +193,13 @@ func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {
 		c.Meaning = "Not a pass: the mail is unauthenticated as far as SPF goes. Gmail, Yahoo and Microsoft want SPF to pass for bulk mail, and without an aligned DKIM signature DMARC fails."
 		c.Fix = fixRecord()
 	}
+	// A sending service usually puts its own bounce domain in MAIL FROM
+	// (RFC 5321 §4.4: the relay may rewrite the reverse path), which
+	// check cannot see from here: say so rather than predict wrongly.
+	if p.Mode == send.ModeRelay && p.Provider != nil && p.Provider.Kind == "esp" && c.Verdict != Pass {
+		c.Meaning = strings.TrimSpace(c.Meaning + " Note: sending services such as " + p.Provider.Name +
+			" usually replace the envelope sender with their own bounce domain unless you set up a custom one (\"custom MAIL FROM\" or \"return path\" in their settings); SPF is then judged for their domain, passes, but is not aligned with your From, and DMARC rests on the DKIM signature they make once your domain is authenticated with them. check judges the envelope sender your config names.")
+	}
 	return c
 }
 

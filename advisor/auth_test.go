@@ -219,3 +219,19 @@ func TestJudgeBulkUnknown(t *testing.T) {
 		t.Errorf("no unsubscribe: %v", got)
 	}
 }
+
+// TestJudgeSPFSendingService: a sending service's bounce domain is out of
+// check's sight; the finding says so instead of claiming more.
+func TestJudgeSPFSendingService(t *testing.T) {
+	plan := AuthPlan{Mode: send.ModeRelay, RelayHost: "smtp.sendgrid.net", Envelope: "a@shop.example", From: "a@shop.example",
+		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}, AddrsFrom: "relay smtp.sendgrid.net", Provider: Lookup("sendgrid")}
+	spf := &auth.SPF{Domain: "shop.example", Record: "v=spf1 -all", Results: []auth.SPFAddr{{Addr: "192.0.2.9", Result: "fail"}}}
+	fs, _ := JudgeAuth(&plan, &AuthFacts{SPF: spf, DMARC: policy(t, "shop.example", "", "")})
+	if fs[0].Verdict != Fail || !strings.Contains(fs[0].Meaning, "custom MAIL FROM") {
+		t.Errorf("%+v", fs[0])
+	}
+	plan.Provider = Lookup("google-workspace")
+	if fs, _ := JudgeAuth(&plan, &AuthFacts{SPF: spf, DMARC: policy(t, "shop.example", "", "")}); strings.Contains(fs[0].Meaning, "custom MAIL FROM") {
+		t.Errorf("a mailbox provider got the sending-service note")
+	}
+}
