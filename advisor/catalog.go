@@ -36,6 +36,12 @@ type Provider struct {
 	Submission []Submission `toml:"submission" json:"submission,omitempty"`
 	Limits     []Limit      `toml:"limit" json:"limits,omitempty"`
 	Notes      []string     `toml:"notes" json:"notes,omitempty"`
+	// SPFInclude is the domain the provider documents for customers' SPF
+	// records (include:SPFInclude); its sending servers are not its
+	// submission hosts, so check looks for this include instead of
+	// evaluating the submission host's address. SPFSource is the page.
+	SPFInclude string `toml:"spf_include" json:"spf_include,omitempty"`
+	SPFSource  string `toml:"spf_source" json:"spf_source,omitempty"`
 }
 
 // Submission is a published submission endpoint.
@@ -138,6 +144,9 @@ func checkCatalog(ps []Provider) error {
 			case l.Applies != "" && l.Applies != "submission" && l.Applies != "inbound":
 				return fmt.Errorf("advisor: catalog.toml: %s: applies %q", p.ID, l.Applies)
 			}
+		}
+		if (p.SPFInclude == "") != (p.SPFSource == "") || p.SPFSource != "" && !strings.HasPrefix(p.SPFSource, "http") {
+			return fmt.Errorf("advisor: catalog.toml: %s: spf_include needs its source URL (spf_source)", p.ID)
 		}
 		for _, s := range p.Submission {
 			if s.Port <= 0 || !strings.HasPrefix(s.Source, "http") {

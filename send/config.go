@@ -40,6 +40,9 @@ type Config struct {
 	Retry    Retry    `toml:"retry" doc:"what to do with temporary (4xx) failures"`
 	DKIM     *DKIM    `toml:"dkim" doc:"DKIM signing (RFC 6376); absent: messages are not signed"`
 	Evidence Evidence `toml:"evidence" doc:"what the advisor measured to choose these numbers (informational)"`
+	// Unsubscribe (unsubscribe.go): one-click unsubscription, which Gmail
+	// and Yahoo require of bulk senders.
+	Unsubscribe *Unsubscribe `toml:"unsubscribe" doc:"List-Unsubscribe (RFC 2369) and one-click unsubscribe (RFC 8058) header fields; absent: none"`
 }
 
 // Relay is one external SMTP server.

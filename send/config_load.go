@@ -517,6 +517,9 @@ func (v *validator) check(c *Config) {
 	if c.DKIM != nil {
 		v.checkDKIM(c.DKIM)
 	}
+	if c.Unsubscribe != nil {
+		v.checkUnsubscribe(c.Unsubscribe)
+	}
 }
 
 var relayAuths = []string{"plain", "login", "cram-md5", "xoauth2", "none"}

@@ -23,7 +23,7 @@ func TestDescribeFields(t *testing.T) {
 		byKey[f.Key] = f
 		keys = append(keys, f.Key)
 	}
-	if keys[0] != "mode" || keys[len(keys)-1] != "evidence.notes" {
+	if keys[0] != "mode" || keys[len(keys)-1] != "unsubscribe.mailto" {
 		t.Errorf("order: first %q, last %q", keys[0], keys[len(keys)-1])
 	}
 	for key, want := range map[string]Field{

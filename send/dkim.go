@@ -61,7 +61,17 @@ func NewSigner(d *DKIM) (*Signer, error) {
 	if !slices.ContainsFunc(headers, func(h string) bool { return strings.EqualFold(h, "From") }) {
 		return fail("headers", "does not include From", "RFC 6376 §5.4 requires signing From")
 	}
-	return &Signer{domain: d.Domain, selector: d.Selector, key: key, headers: slices.Clone(headers)}, nil
+	headers = slices.Clone(headers)
+	// RFC 8058 §4: the List-Unsubscribe and List-Unsubscribe-Post fields
+	// MUST be covered by the signature. They are always listed, so that
+	// nobody can add them to a message that has none either (RFC 6376 §5.4
+	// lets h= name fields that are absent: they sign as null).
+	for _, h := range []string{"List-Unsubscribe", "List-Unsubscribe-Post"} {
+		if !slices.ContainsFunc(headers, func(x string) bool { return strings.EqualFold(x, h) }) {
+			headers = append(headers, h)
+		}
+	}
+	return &Signer{domain: d.Domain, selector: d.Selector, key: key, headers: headers}, nil
 }
 
 func parsePrivateKey(data []byte) (crypto.Signer, error) {
@@ -114,3 +124,7 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	}
 	return out.Bytes(), nil
 }
+
+// Public is the public half of the signing key, for comparing with the key
+// published in DNS (mailroute check).
+func (s *Signer) Public() crypto.PublicKey { return s.key.Public() }

@@ -198,6 +198,9 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if e.tmpl, err = LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
 		return setup(err, "")
 	}
+	if err := e.tmpl.SetUnsubscribe(cfg.Unsubscribe); err != nil {
+		return setup(err, "")
+	}
 	if err := e.tmpl.Check(st.Header); err != nil {
 		return setup(err, "the template may only use the list's columns")
 	}

@@ -32,7 +32,8 @@ type Template struct {
 	html               *htmltemplate.Template // nil: text only
 	refs               []fieldRef             // every field used, for Check
 	hasTo              bool
-	literalFrom        string // the From address when From has no merge field
+	literalFrom        string        // the From address when From has no merge field
+	unsub              *unsubscriber // List-Unsubscribe fields; nil: none (unsubscribe.go)
 }
 
 type tmplHeader struct {
@@ -381,6 +382,16 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 			addr = a
 		}
 		hdr = append(hdr, field{"To", "<" + addr + ">"})
+	}
+	if t.unsub != nil {
+		list, post, err := t.unsub.headers(rcpt)
+		if err != nil {
+			return nil, fmt.Errorf("%s%w", at(rcpt), err)
+		}
+		hdr = append(hdr, field{"List-Unsubscribe", list})
+		if post != "" {
+			hdr = append(hdr, field{"List-Unsubscribe-Post", post})
+		}
 	}
 	domain := opt.MessageIDDomain
 	if domain == "" {

@@ -242,13 +242,16 @@ func runAdvise(c *cli.Context) error {
 			written = a.write
 		}
 	}
+	// How receivers will judge mail from the sender over this route
+	// (check.go): SPF and DMARC of its domain.
+	authFs := asFindings(adviceAuth(ctx, p, rec, rep, firstNonEmpty(c.String("from"), a.user), a.identity))
 	if c.Bool("json") {
-		if err := printAdviceJSON(c.App.Writer, rec, rep, written); err != nil {
+		if err := printAdviceJSON(c.App.Writer, rec, rep, written, authFs); err != nil {
 			return err
 		}
 	} else {
 		printAdvice(c.App.Writer, rec, rep, written, a.write != "")
-		if fs := advisor.Explain(rep); len(fs) > 0 {
+		if fs := append(advisor.Explain(rep), authFs...); len(fs) > 0 {
 			fmt.Fprintln(c.App.Writer)
 			bold.Fprintln(c.App.Writer, "What was found, in plain words")
 			printFindings(c.App.Writer, fs)
@@ -404,8 +407,8 @@ type adviceJSON struct {
 	Findings []advisor.Finding `json:"findings"`
 }
 
-func printAdviceJSON(w interface{ Write([]byte) (int, error) }, rec *advisor.Recommendation, rep *probe.Report, written string) error {
-	doc := adviceJSON{Recommendation: rec, Written: written, Report: rep, Findings: advisor.Explain(rep)}
+func printAdviceJSON(w interface{ Write([]byte) (int, error) }, rec *advisor.Recommendation, rep *probe.Report, written string, more []advisor.Finding) error {
+	doc := adviceJSON{Recommendation: rec, Written: written, Report: rep, Findings: append(advisor.Explain(rep), more...)}
 	if rec.Config != nil {
 		// Through TOML so the keys are the config file's own names.
 		var b bytes.Buffer

@@ -55,6 +55,7 @@ func commands() []*cli.Command {
 	cmds := []*cli.Command{
 		probeCommand(),
 		sendCommand(),
+		checkCommand(),
 		configCommand(),
 		adviseCommand(),
 		wizardCommand(),

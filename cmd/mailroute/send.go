@@ -180,6 +180,9 @@ func runSend(c *cli.Context) error {
 		}
 	} else if err := rep.WriteText(c.App.Writer); err != nil {
 		return problem(err)
+	} else if rep.DryRun {
+		// The receivers' side of the mailing, in one line (check.go).
+		fmt.Fprintln(c.App.Writer, dryRunCheck(ctx, cfg, c.String("config"), c.String("message"), c.String("list"), c.String("email-column")))
 	}
 	if runErr != nil {
 		return sendProblem(runErr)

@@ -192,7 +192,7 @@ type wizard struct {
 func (w *wizard) run(ctx context.Context) error {
 	w.say("mailroute wizard: finds out how this machine can send mail, and sets it up.")
 	w.say("Ctrl-C stops at any question; nothing is written until the end.")
-	steps := []func(context.Context) error{w.askSender, w.probe, w.login, w.measure, w.recommend, w.writeConfig, w.testMessage}
+	steps := []func(context.Context) error{w.askSender, w.probe, w.login, w.measure, w.recommend, w.writeConfig, w.authCheck, w.testMessage}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return err

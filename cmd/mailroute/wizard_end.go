@@ -200,3 +200,22 @@ func (w *wizard) nextSteps() {
 	fmt.Fprintf(w.out, "       mailroute send --config %s --list list.csv --message message.txt --dry-run\n", cfg)
 	fmt.Fprintf(w.out, "       %s\n", bold.Sprintf("mailroute send --config %s --list list.csv --message message.txt", cfg))
 }
+
+// authCheck shows, before the test message goes out, how receivers will
+// judge mail from the sender's address over the chosen route: SPF and
+// DMARC of its domain (check.go). A fail here is why a test message may
+// land in spam or bounce.
+func (w *wizard) authCheck(ctx context.Context) error {
+	fs := adviceAuth(ctx, w.p, w.rec, w.rep, w.from, w.req.IdentityOptions)
+	if len(fs) == 0 {
+		return nil
+	}
+	w.step("Will receivers accept mail from " + w.from + "?")
+	printFindings(w.out, asFindings(fs))
+	cfg := w.written
+	if cfg == "" {
+		cfg = "CONFIG"
+	}
+	w.say("For a whole mailing, DKIM and the bulk-sender rules included: mailroute check --config %s --message message.txt --list list.csv", cfg)
+	return nil
+}

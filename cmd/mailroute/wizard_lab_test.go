@@ -221,7 +221,8 @@ func TestLabWizardYes(t *testing.T) {
 		t.Fatalf("exit %d", r.code)
 	}
 	for _, want := range []string{"look for " + lab.RelayDomain + "'s SMTP server", "found in its domain's SRV records",
-		"The login to " + lab.RelayHost, "allows 3 sessions at once", "Wrote auto.toml", "Accepted by the relay"} {
+		"The login to " + lab.RelayHost, "allows 3 sessions at once", "Wrote auto.toml", "Accepted by the relay",
+		"Will receivers accept mail from " + lab.RelayUser + "?", "SPF: SPF gives none for " + lab.RelayAddr} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q", want)
 		}
