@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // State is where one recipient stands. The journal keeps it on disk so
@@ -263,7 +264,7 @@ func openJournal(path string, meta JournalMeta, fresh bool, pace time.Duration) 
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("journal %s is in use by another mailroute run", path)
 		}
 		return nil, fmt.Errorf("journal %s: %w", path, err)

@@ -57,7 +57,9 @@ func TestSemaphoreTryAndCancel(t *testing.T) {
 
 func TestKeyedSemaphore(t *testing.T) {
 	k := NewKeyedSemaphore(2)
-	if !k.TryAcquire("a") || !k.TryAcquire("a") || k.TryAcquire("a") {
+	// Three calls in turn (each takes a slot): two succeed, the third not.
+	first, second, third := k.TryAcquire("a"), k.TryAcquire("a"), k.TryAcquire("a")
+	if !first || !second || third {
 		t.Fatal("two slots per key")
 	}
 	if !k.TryAcquire("b") {
