@@ -77,20 +77,7 @@ func (r Rate) String() string {
 	if r.IsZero() {
 		return ""
 	}
-	n := strconv.Itoa(r.N)
-	for _, u := range []struct {
-		d    time.Duration
-		name string
-	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
-		if r.Window%u.d == 0 {
-			k := r.Window / u.d
-			if k == 1 {
-				return n + "/" + u.name
-			}
-			return n + "/" + strconv.FormatInt(int64(k), 10) + u.name
-		}
-	}
-	return n + "/" + r.Window.String()
+	return quota.Limit{N: r.N, Window: r.Window}.String()
 }
 
 // IsZero reports whether r is the zero Rate, which means no limit.
