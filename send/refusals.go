@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpx"
@@ -23,6 +24,10 @@ const breakerAfter = 3
 
 // breakers hold one circuit breaker per target.
 type breakers struct {
+	// any is set once a held refusal was counted: until then a sent
+	// message (the common case, tens of thousands a second to a nearby
+	// relay) need not take the lock to reset a count that is zero.
+	any  atomic.Bool
 	mu   sync.Mutex
 	by   map[string]*breaker
 	seen map[refusalKey]*Refusal // every refusal, by cause, for the report
@@ -99,6 +104,7 @@ func (b *breakers) refused(target string, v replies.Verdict, se *smtpx.Error) (o
 	if br == nil {
 		br = &breaker{}
 		b.by[target] = br
+		b.any.Store(true)
 	}
 	br.row++
 	if br.open == nil && br.row >= breakerAfter {
@@ -112,6 +118,9 @@ func (b *breakers) refused(target string, v replies.Verdict, se *smtpx.Error) (o
 
 // ok resets target's count of held refusals in a row: it took a message.
 func (b *breakers) ok(target string) {
+	if !b.any.Load() {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if br := b.by[target]; br != nil {
