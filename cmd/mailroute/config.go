@@ -54,7 +54,7 @@ Exit status: 0 the file is good, 2 it is not.`,
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usage(fmt.Errorf("unknown config command %q", c.Args().First()), "use 'mailroute config check FILE' or 'mailroute config describe'")
+				return unknownCommand("mailroute config", c.Args().First(), c.Command.Subcommands)
 			}
 			return usage(errors.New("config needs a command"), "use 'mailroute config check FILE' or 'mailroute config describe'")
 		},

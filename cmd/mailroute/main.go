@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 )
@@ -41,26 +42,50 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// for the words that may follow: --generate-bash-completion.
 		EnableBashCompletion: true,
 		Commands:             commands(),
+		// Our own --version (urfave/cli's needs App.Version set before the
+		// build info is read, and its printer is a package variable).
+		HideVersion: true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "version", Usage: "print the version, VCS revision and Go version of this build"},
+		},
+		Action: runRoot,
 		// urfave/cli prints usage errors itself and returns them; we add the
-		// exit code and keep its output on stderr.
+		// exit code and keep its output on stderr. Here the failing command
+		// is the program itself: its name once.
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
-			return usage(err, "run 'mailroute "+c.Command.Name+" --help' for the flags")
+			return usage(err, "run 'mailroute --help' for the flags")
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // report() handles exits
 	}
 }
 
-// commands lists the subcommands; each lives in its own file.
+// runRoot runs for "mailroute" with no command: --version, the help, or a
+// word that is not a command (with the nearest one suggested).
+func runRoot(c *cli.Context) error {
+	if c.Bool("version") {
+		_, err := fmt.Fprintln(c.App.Writer, versionLine(debug.ReadBuildInfo()))
+		return err
+	}
+	if c.NArg() > 0 {
+		return unknownCommand("mailroute", c.Args().First(), c.App.Commands)
+	}
+	return cli.ShowAppHelp(c)
+}
+
+// commands lists the subcommands, each in its own file, in the order a
+// newcomer needs them: the wizard, then the pipeline (probe, advise, send,
+// check), then config and the rest.
 func commands() []*cli.Command {
 	cmds := []*cli.Command{
+		wizardCommand(),
 		probeCommand(),
+		adviseCommand(),
 		sendCommand(),
 		checkCommand(),
 		configCommand(),
-		adviseCommand(),
-		wizardCommand(),
 		manCommand(),
 		completionCommand(),
+		versionCommand(),
 	}
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
