@@ -77,15 +77,19 @@ func runConfigCheck(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	cfg, warnings, err := send.LoadConfig(path)
+	// Every problem in one run: the file's, then each password source of
+	// what could be read of it.
+	cfg, warnings, err := send.CheckConfig(path)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "mailroute: warning: %s: %s\n", path, w)
 	}
+	bad := err != nil
 	if err != nil {
 		printConfigErrors(stderr, err)
+	}
+	if cfg == nil {
 		return &cmdError{code: exitUsage} // the errors are printed
 	}
-	bad := false
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
 		if r.Auth == "" || r.Auth == "none" {
