@@ -63,8 +63,8 @@ Exit status: 0 the file is good, 2 it is not.`,
 
 // subUsage keeps urfave/cli from printing the whole help page on a bad flag.
 func subUsage(name string) cli.OnUsageErrorFunc {
-	return func(_ *cli.Context, err error, _ bool) error {
-		return usage(err, "run 'mailroute "+name+" --help' for the flags")
+	return func(c *cli.Context, err error, _ bool) error {
+		return flagUsage(err, "mailroute "+name, c.Command.Flags)
 	}
 }
 

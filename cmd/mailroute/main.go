@@ -53,7 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// exit code and keep its output on stderr. Here the failing command
 		// is the program itself: its name once.
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
-			return usage(err, "run 'mailroute --help' for the flags")
+			return flagUsage(err, "mailroute", c.App.Flags)
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // report() handles exits
 	}
@@ -66,10 +66,20 @@ func runRoot(c *cli.Context) error {
 		_, err := fmt.Fprintln(c.App.Writer, versionLine(debug.ReadBuildInfo()))
 		return err
 	}
-	if c.NArg() > 0 {
+	switch {
+	case c.NArg() == 0:
+		return cli.ShowAppHelp(c)
+	case c.Args().First() != "help":
 		return unknownCommand("mailroute", c.Args().First(), c.App.Commands)
+	case c.NArg() == 1:
+		// "mailroute help": what a newcomer types first.
+		return cli.ShowAppHelp(c)
 	}
-	return cli.ShowAppHelp(c)
+	name := c.Args().Get(1)
+	if c.App.Command(name) == nil {
+		return unknownCommand("mailroute", name, c.App.Commands)
+	}
+	return cli.ShowCommandHelp(c, name)
 }
 
 // commands lists the subcommands, each in its own file, in the order a
@@ -91,7 +101,7 @@ func commands() []*cli.Command {
 		if c.OnUsageError == nil {
 			// Without this urfave/cli prints the whole help page to stdout.
 			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-				return usage(err, "run 'mailroute "+c.Name+" --help' for the flags")
+				return flagUsage(err, "mailroute "+c.Name, c.Flags)
 			}
 		}
 	}

@@ -80,3 +80,23 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(rb)]
 }
+
+// flagUsage is the usage error for a bad flag of the command path
+// ("mailroute send"): with the nearest flag when the flag is unknown and
+// one is within a typo's reach (--dryrun → --dry-run).
+func flagUsage(err error, path string, flags []cli.Flag) error {
+	hint := "run '" + path + " --help' for the flags"
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return usage(err, hint)
+	}
+	name = strings.TrimPrefix(name, "-")
+	var cmds []*cli.Command // closestCommand compares names: flags are names too
+	for _, f := range flags {
+		cmds = append(cmds, &cli.Command{Name: f.Names()[0], Aliases: f.Names()[1:]})
+	}
+	if s := closestCommand(name, cmds); s != "" && len(s) > 1 {
+		hint = fmt.Sprintf("did you mean --%s? %s", s, hint)
+	}
+	return usage(err, hint)
+}
