@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -111,7 +112,7 @@ func errLine(err error) int {
 	if errors.As(err, &ce) && ce.Line > 0 {
 		return ce.Line
 	}
-	return int(^uint(0) >> 1)
+	return math.MaxInt
 }
 
 // keyDecoder decodes a config key by key. toml.Decode stops at the first
