@@ -34,6 +34,20 @@ type ListOptions struct {
 	HeaderFields map[string]string
 }
 
+// HeaderFields maps each list field the template puts into a header field
+// to the first such header's name, for ListOptions.HeaderFields.
+func (t *Template) HeaderFields() map[string]string {
+	m := map[string]string{}
+	for _, h := range t.headers {
+		for _, f := range h.fields {
+			if _, ok := m[f]; !ok {
+				m[f] = h.name
+			}
+		}
+	}
+	return m
+}
+
 // Recipient is one good row of the list.
 type Recipient struct {
 	Line   int    // line of the row in the file (1-based; the header is line 1)

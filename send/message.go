@@ -295,20 +295,6 @@ func walkFields(node parse.Node, inner bool, add func(string, parse.Node)) {
 	}
 }
 
-// HeaderFields maps each list field the template puts into a header field
-// to the first such header's name, for ListOptions.HeaderFields.
-func (t *Template) HeaderFields() map[string]string {
-	m := map[string]string{}
-	for _, h := range t.headers {
-		for _, f := range h.fields {
-			if _, ok := m[f]; !ok {
-				m[f] = h.name
-			}
-		}
-	}
-	return m
-}
-
 // Check reports every merge field that is not a column of the list, with
 // where it is used, then renders once with sample values so other template
 // mistakes show before anything is sent.
