@@ -10,14 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Warning is a problem that does not stop the mailing, e.g. a plaintext
@@ -71,17 +67,9 @@ func (e *ConfigError) Error() string {
 // what ParseConfig checks, it refuses a plaintext password in a file that
 // others can read. Errors are *ConfigError or an errors.Join of them.
 func LoadConfig(path string) (*Config, []Warning, error) {
-	data, err := os.ReadFile(path)
+	data, src, err := readConfig(path)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, nil, &ConfigError{File: path, Message: err.Error()}
-	}
-	src := &configSource{name: path}
-	if st, err := os.Stat(path); err == nil && runtime.GOOS != "windows" {
-		src.perm, src.havePerm = st.Mode().Perm(), true
+		return nil, nil, err
 	}
 	return parseConfig(data, src)
 }
@@ -99,155 +87,6 @@ type configSource struct {
 	lines    *keyLines
 	perm     fs.FileMode
 	havePerm bool
-}
-
-// rawConfig decodes relay on its own, because both a single [relay] table
-// (design.md) and several [[relay]] tables are accepted. The outer Relay
-// shadows Config.Relay, as in encoding/json.
-type rawConfig struct {
-	Config
-	Relay toml.Primitive `toml:"relay"`
-}
-
-func parseConfig(data []byte, src *configSource) (*Config, []Warning, error) {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	src.lines = scanKeyLines(data)
-	var raw rawConfig
-	md, err := toml.Decode(string(data), &raw)
-	if err != nil {
-		return nil, nil, decodeError(err, src)
-	}
-	c := raw.Config
-	switch md.Type("relay") {
-	case "":
-	case "Hash":
-		var r Relay
-		err = md.PrimitiveDecode(raw.Relay, &r)
-		c.Relay = []Relay{r}
-	default:
-		err = md.PrimitiveDecode(raw.Relay, &c.Relay)
-	}
-	if err != nil {
-		return nil, nil, decodeError(err, src)
-	}
-
-	var errs []error
-	var reported []string
-	for _, k := range md.Undecoded() {
-		key := k.String()
-		if hasKeyPrefix(key, reported) {
-			continue // inside an unknown table already reported
-		}
-		reported = append(reported, key)
-		hint := "`mailroute config describe` lists every key"
-		if s := closestKey(key); s != "" {
-			hint = fmt.Sprintf("did you mean %q? %s", s, hint)
-		}
-		line := src.lines.next(key)
-		if line == 0 {
-			line = src.lines.line(key) // inside an inline table: its line
-		}
-		errs = append(errs, &ConfigError{File: src.name, Line: line, Key: key, Message: "unknown key", Hint: hint})
-	}
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
-
-	// Zero means "use the default" for these, so a written 0 would silently
-	// become the default; say so instead.
-	for _, z := range []struct {
-		key []string
-		v   int
-	}{
-		{[]string{"threads"}, c.Threads},
-		{[]string{"direct", "per_domain_threads"}, c.Direct.PerDomainThreads},
-		{[]string{"direct", "port"}, c.Direct.Port},
-		{[]string{"direct", "max_mx_hosts"}, c.Direct.MaxMXHosts},
-		{[]string{"retry", "attempts"}, c.Retry.Attempts},
-	} {
-		if z.v == 0 && md.IsDefined(z.key...) {
-			key := strings.Join(z.key, ".")
-			errs = append(errs, &ConfigError{File: src.name, Line: src.lines.line(key), Key: key,
-				Message: "must be at least 1", Hint: "remove the line to get the default"})
-		}
-	}
-
-	c.ApplyDefaults()
-	v := &validator{src: src, relays: len(c.Relay)}
-	v.check(&c)
-	errs = append(errs, v.errs...)
-	if len(errs) > 0 {
-		return nil, v.warns, joinErrors(errs)
-	}
-	return &c, v.warns, nil
-}
-
-func hasKeyPrefix(key string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(key, p+".") {
-			return true
-		}
-	}
-	return false
-}
-
-func joinErrors(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	return errors.Join(errs...)
-}
-
-// typeErrRE matches the decoder's type errors, which are plain errors with
-// the line in the text rather than toml.ParseError.
-var (
-	typeErrRE      = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
-	incompatibleRE = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
-)
-
-func decodeError(err error, src *configSource) error {
-	ce := &ConfigError{File: src.name, Message: strings.TrimPrefix(err.Error(), "toml: ")}
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		ce.Line, ce.Key, ce.Message = pe.Position.Line, pe.LastKey, pe.Message
-		ce.Snippet = snippet(pe)
-		if msg, hint, ok := strings.Cut(ce.Message, "; write "); ok {
-			ce.Message, ce.Hint = msg, "write "+hint
-		} else if pe.Usage != "" {
-			ce.Hint = strings.TrimSpace(pe.Usage)
-		}
-		return ce
-	}
-	if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-		ce.Line, _ = strconv.Atoi(m[1])
-		ce.Key, ce.Message = m[2], m[3]
-		if tm := incompatibleRE.FindStringSubmatch(ce.Message); tm != nil {
-			ce.Message = fmt.Sprintf("is a TOML %s, expected %s", strings.ToLower(tm[1]), tm[2])
-		}
-		if f, ok := keyDoc(ce.Key); ok {
-			ce.Hint = fmt.Sprintf("%s is a %s: %s", f.Key, f.Type, f.Doc)
-		}
-	}
-	return ce
-}
-
-// snippet is the source excerpt of ErrorWithPosition ("toml: error: MSG\n\n
-// At line N, column C:\n\nSNIPPET"). toml v1.6.0 panics there for errors at
-// line 0 (found by FuzzParseConfig, testdata/fuzz), hence the guard and the
-// recover.
-func snippet(pe toml.ParseError) (s string) {
-	if pe.Position.Line < 1 {
-		return ""
-	}
-	defer func() {
-		if recover() != nil {
-			s = ""
-		}
-	}()
-	if parts := strings.SplitN(pe.ErrorWithPosition(), "\n\n", 3); len(parts) == 3 {
-		return strings.TrimRight(parts[2], "\n")
-	}
-	return ""
 }
 
 // Default values; each is also written in the field's `default` tag (a test
@@ -425,6 +264,9 @@ type validator struct {
 	relays int
 	errs   []error
 	warns  []Warning
+	// skip, when set, says a path's value could not be decoded: an error
+	// about its zero would be made up.
+	skip func(path string) bool
 }
 
 // display turns an indexed path into the key shown to the user: with one
@@ -437,6 +279,9 @@ func (v *validator) display(path string) string {
 }
 
 func (v *validator) fail(path, msg, hint string) {
+	if v.skip != nil && v.skip(path) {
+		return
+	}
 	v.errs = append(v.errs, &ConfigError{File: v.src.name, Line: v.src.lines.line(path), Key: v.display(path), Message: msg, Hint: hint})
 }
 

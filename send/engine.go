@@ -190,17 +190,21 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		}
 		e.helo = h
 	}
-	st, err := ValidateList(opts.ListPath, opts.List)
-	if err != nil {
-		return setup(err, "")
-	}
-	e.stats = st
+	// The template first: the list check needs to know which fields go
+	// into header fields, where a line break makes the row bad.
+	var err error
 	if e.tmpl, err = LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
 		return setup(err, "")
 	}
 	if err := e.tmpl.SetUnsubscribe(cfg.Unsubscribe); err != nil {
 		return setup(err, "")
 	}
+	e.opts.List.HeaderFields = e.tmpl.HeaderFields()
+	st, err := ValidateList(e.opts.ListPath, e.opts.List)
+	if err != nil {
+		return setup(err, "")
+	}
+	e.stats = st
 	if err := e.tmpl.Check(st.Header); err != nil {
 		return setup(err, "the template may only use the list's columns")
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -23,9 +24,12 @@ type Plan struct {
 	// MTA-STS policy will require verified TLS to the MX hosts it names.
 	MTASTS      []string `json:"mta_sts_enforced,omitempty"`
 	MTASTSCount int      `json:"mta_sts_enforced_count,omitempty"`
-	// Duration is the least time the rate limits allow for WouldSend
-	// messages; zero when no rate is set.
+	// Seconds is the least time the limits allow for WouldSend messages
+	// (Estimate.Seconds); zero when no limit is set or all may go at once.
 	Seconds float64 `json:"min_seconds,omitempty"`
+	// Estimate says how long and until when, and which limit sets the
+	// pace; absent when no limit applies.
+	Estimate *Estimate `json:"estimate,omitempty"`
 }
 
 // PlanRelay is one relay as a run would use it.
@@ -122,11 +126,13 @@ func (e *Engine) dryRun() (*Report, error) {
 		plan.WouldSend++
 		e.tally.add(rcpt.Domain, StatePending, "", time.Time{}, false, "")
 	}
-	// The slowest of the global limits sets the pace.
-	for _, r := range e.cfg.Rate {
-		if r.N > 0 && r.Window > 0 {
-			plan.Seconds = max(plan.Seconds, float64(plan.WouldSend)*r.Window.Seconds()/float64(r.N))
-		}
+	// Every limit that applies, and what the ledger says is used of it.
+	est, err := e.estimate(plan.WouldSend)
+	if err != nil {
+		return nil, &Error{Err: err, Setup: true}
+	}
+	if est != nil {
+		plan.Estimate, plan.Seconds = est, math.Round(est.Seconds)
 	}
 	end := e.now()
 	rep := &Report{
@@ -182,8 +188,8 @@ func (p *Plan) writeText(b *strings.Builder, r *Report) {
 		fmt.Fprintf(b, "MTA-STS enforced by %d %s (verified TLS to the MX hosts their policy names, or deferred): %s%s\n",
 			p.MTASTSCount, plural(p.MTASTSCount, "domain", "domains"), strings.Join(p.MTASTS, ", "), more)
 	}
-	if p.Seconds > 0 {
-		fmt.Fprintf(b, "the rate limit alone makes this take at least %s\n", time.Duration(p.Seconds*float64(time.Second)).Round(time.Second))
+	if p.Estimate != nil {
+		p.Estimate.writeText(b, p.WouldSend, r.Finished)
 	}
 	if len(r.Reasons) > 0 {
 		b.WriteString("reasons:\n")

@@ -27,6 +27,25 @@ type ListOptions struct {
 	// SkipBadRows lets ValidateList succeed when some rows are bad; they are
 	// then left out of the mailing. Without it, any bad row is an error.
 	SkipBadRows bool
+	// HeaderFields maps each column the message template puts into a
+	// header field to that field's name (Template.HeaderFields). A line
+	// break in such a column makes the row bad: Render would refuse it
+	// mid-mailing, since "x\r\nBcc: ..." would forge header fields.
+	HeaderFields map[string]string
+}
+
+// HeaderFields maps each list field the template puts into a header field
+// to the first such header's name, for ListOptions.HeaderFields.
+func (t *Template) HeaderFields() map[string]string {
+	m := map[string]string{}
+	for _, h := range t.headers {
+		for _, f := range h.fields {
+			if _, ok := m[f]; !ok {
+				m[f] = h.name
+			}
+		}
+	}
+	return m
 }
 
 // Recipient is one good row of the list.
@@ -137,6 +156,8 @@ type ListReader struct {
 	dups     map[int]int // line → the earlier line with the same address (see dedupe.go)
 	onBad    func(BadRow)
 	lean     bool // Recipients without Fields: a pass before sending
+	// inHeader[i] is the header field column i goes into; "" for none.
+	inHeader []string
 }
 
 // OpenList opens a list and reads its header row. The address column must be
@@ -206,6 +227,7 @@ func (r *ListReader) readHeader(opt ListOptions) error {
 		}
 		seen[name] = true
 		r.header = append(r.header, name)
+		r.inHeader = append(r.inHeader, opt.HeaderFields[name])
 		if r.emailCol < 0 && strings.EqualFold(name, want) {
 			r.emailCol = i
 		}
@@ -277,9 +299,12 @@ func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
 	if len(rec) != len(r.header) {
 		return nil, fmt.Sprintf("has %d fields; the header has %d", len(rec), len(r.header))
 	}
-	for _, v := range rec {
+	for i, v := range rec {
 		if !utf8.ValidString(v) {
 			return nil, "not valid UTF-8 (save the file as UTF-8)"
+		}
+		if h := r.inHeader[i]; h != "" && strings.ContainsAny(v, "\r\n") {
+			return nil, fmt.Sprintf("field %q holds a line break, and the message puts it into the %s header field", r.header[i], h)
 		}
 	}
 	email := strings.TrimSpace(rec[r.emailCol])

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -286,4 +287,36 @@ func FuzzPlainAddress(f *testing.F) {
 			t.Fatalf("%q: plain %q %q, full %q %q %q", s, addr, domain, faddr, fdomain, reason)
 		}
 	})
+}
+
+// A line break is a bad row only in a field that goes into a header, and
+// ValidateList and the reader agree on it.
+func TestValidateListHeaderFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.csv")
+	os.WriteFile(path, []byte("email,name,note\na@example.com,Ann,\"two\nlines\"\nb@example.com,\"Bob\r\nBcc: x@example.com\",ok\nc@example.com,Cy,ok\n"), 0o600)
+	opt := ListOptions{SkipBadRows: true, HeaderFields: map[string]string{"name": "Subject"}}
+	st, err := ValidateList(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BadRow{{Line: 4, Reason: `field "name" holds a line break, and the message puts it into the Subject header field`}}
+	if st.Good != 2 || !reflect.DeepEqual(st.Bad, want) {
+		t.Fatalf("good %d, bad %v; want 2 good and %v", st.Good, st.Bad, want)
+	}
+	r, err := st.OpenList(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []int
+	for {
+		rcpt, err := r.Next()
+		if err != nil {
+			break
+		}
+		got = append(got, rcpt.Line)
+	}
+	if !reflect.DeepEqual(got, []int{2, 6}) {
+		t.Errorf("reader gave lines %v, want [2 6]", got)
+	}
 }

@@ -19,32 +19,57 @@ func (e *Engine) openLimits() error {
 	if e.cfg.Rate.IsZero() && !e.relayRates() {
 		return nil
 	}
-	dir := e.opts.QuotaDir
-	if dir == "" {
-		var err error
-		if dir, err = quota.StateDir(); err != nil {
-			return &Error{Err: err, Hint: "set XDG_STATE_HOME to a directory mailroute may write", Setup: true}
-		}
+	dir, err := e.quotaDir()
+	if err != nil {
+		return &Error{Err: err, Hint: "set XDG_STATE_HOME to a directory mailroute may write", Setup: true}
 	}
-	limiter := func(name, key string, r Rates) (*quota.Limiter, error) {
-		if r.IsZero() {
-			return nil, nil
-		}
-		led, err := quota.OpenLedger(dir, key)
+	for _, sp := range e.limitSpecs() {
+		led, err := quota.OpenLedger(dir, sp.key)
 		if err != nil {
-			return nil, &Error{Err: fmt.Errorf("quota ledger: %w", err), Hint: "the ledger keeps quotas between runs in " + dir + "; check its permissions, or set XDG_STATE_HOME", Setup: true}
+			return &Error{Err: fmt.Errorf("quota ledger: %w", err), Hint: "the ledger keeps quotas between runs in " + dir + "; check its permissions, or set XDG_STATE_HOME", Setup: true}
 		}
 		e.ledgers = append(e.ledgers, led)
-		l, err := quota.New(name, r.Limits(), led, e.now)
+		l, err := quota.New(sp.name, sp.rates.Limits(), led, e.now)
 		if err != nil {
-			return nil, &Error{Err: fmt.Errorf("quota ledger %s: %w", led.Path(), err), Setup: true}
+			return &Error{Err: fmt.Errorf("quota ledger %s: %w", led.Path(), err), Setup: true}
 		}
-		return l, nil
+		if sp.relay < 0 {
+			e.global = l
+		} else {
+			e.relays[sp.relay].rate = l
+		}
 	}
-	var err error
+	return nil
+}
+
+func (e *Engine) quotaDir() (string, error) {
+	if e.opts.QuotaDir != "" {
+		return e.opts.QuotaDir, nil
+	}
+	return quota.StateDir()
+}
+
+// limitSpec is one limiter of a run: whose limits (for words), the key of
+// its ledger, and the rates.
+type limitSpec struct {
+	name, key string
+	rates     Rates
+	relay     int // index in e.relays; -1 for the mailing's own rate
+}
+
+// limitSpecs are the run's limiters that have a limit. Direct mode's
+// global rate is kept for this machine as a whole; relay mode's for the
+// set of relay accounts it uses; each relay's for its account.
+func (e *Engine) limitSpecs() []limitSpec {
+	var out []limitSpec
+	add := func(sp limitSpec) {
+		if !sp.rates.IsZero() {
+			out = append(out, sp)
+		}
+	}
 	if e.cfg.Mode == ModeDirect {
-		e.global, err = limiter("this machine", "direct", e.cfg.Rate)
-		return err
+		add(limitSpec{name: "this machine", key: "direct", rates: e.cfg.Rate, relay: -1})
+		return out
 	}
 	var accounts, hosts []string
 	for _, t := range e.relays {
@@ -52,15 +77,11 @@ func (e *Engine) openLimits() error {
 		hosts = append(hosts, t.spec.ServerName)
 	}
 	sort.Strings(accounts)
-	if e.global, err = limiter(strings.Join(hosts, " and "), "relays "+strings.Join(accounts, ", "), e.cfg.Rate); err != nil {
-		return err
-	}
+	add(limitSpec{name: strings.Join(hosts, " and "), key: "relays " + strings.Join(accounts, ", "), rates: e.cfg.Rate, relay: -1})
 	for i, t := range e.relays {
-		if t.rate, err = limiter(t.spec.ServerName, "relay "+t.account, e.cfg.Relay[i].Rate); err != nil {
-			return err
-		}
+		add(limitSpec{name: t.spec.ServerName, key: "relay " + t.account, rates: e.cfg.Relay[i].Rate, relay: i})
 	}
-	return nil
+	return out
 }
 
 func (e *Engine) relayRates() bool {

@@ -54,7 +54,7 @@ Exit status: 0 the file is good, 2 it is not.`,
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usage(fmt.Errorf("unknown config command %q", c.Args().First()), "use 'mailroute config check FILE' or 'mailroute config describe'")
+				return unknownCommand("mailroute config", c.Args().First(), c.Command.Subcommands)
 			}
 			return usage(errors.New("config needs a command"), "use 'mailroute config check FILE' or 'mailroute config describe'")
 		},
@@ -63,8 +63,8 @@ Exit status: 0 the file is good, 2 it is not.`,
 
 // subUsage keeps urfave/cli from printing the whole help page on a bad flag.
 func subUsage(name string) cli.OnUsageErrorFunc {
-	return func(_ *cli.Context, err error, _ bool) error {
-		return usage(err, "run 'mailroute "+name+" --help' for the flags")
+	return func(c *cli.Context, err error, _ bool) error {
+		return flagUsage(err, "mailroute "+name, c.Command.Flags)
 	}
 }
 
@@ -77,15 +77,19 @@ func runConfigCheck(c *cli.Context) error {
 	}
 	path := c.Args().First()
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	cfg, warnings, err := send.LoadConfig(path)
+	// Every problem in one run: the file's, then each password source of
+	// what could be read of it.
+	cfg, warnings, err := send.CheckConfig(path)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "mailroute: warning: %s: %s\n", path, w)
 	}
+	bad := err != nil
 	if err != nil {
 		printConfigErrors(stderr, err)
+	}
+	if cfg == nil {
 		return &cmdError{code: exitUsage} // the errors are printed
 	}
-	bad := false
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
 		if r.Auth == "" || r.Auth == "none" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 )
@@ -41,32 +42,66 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// for the words that may follow: --generate-bash-completion.
 		EnableBashCompletion: true,
 		Commands:             commands(),
+		// Our own --version (urfave/cli's needs App.Version set before the
+		// build info is read, and its printer is a package variable).
+		HideVersion: true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "version", Usage: "print the version, VCS revision and Go version of this build"},
+		},
+		Action: runRoot,
 		// urfave/cli prints usage errors itself and returns them; we add the
-		// exit code and keep its output on stderr.
+		// exit code and keep its output on stderr. Here the failing command
+		// is the program itself: its name once.
 		OnUsageError: func(c *cli.Context, err error, isSub bool) error {
-			return usage(err, "run 'mailroute "+c.Command.Name+" --help' for the flags")
+			return flagUsage(err, "mailroute", c.App.Flags)
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // report() handles exits
 	}
 }
 
-// commands lists the subcommands; each lives in its own file.
+// runRoot runs for "mailroute" with no command: --version, the help, or a
+// word that is not a command (with the nearest one suggested).
+func runRoot(c *cli.Context) error {
+	if c.Bool("version") {
+		_, err := fmt.Fprintln(c.App.Writer, versionLine(debug.ReadBuildInfo()))
+		return err
+	}
+	switch {
+	case c.NArg() == 0:
+		return cli.ShowAppHelp(c)
+	case c.Args().First() != "help":
+		return unknownCommand("mailroute", c.Args().First(), c.App.Commands)
+	case c.NArg() == 1:
+		// "mailroute help": what a newcomer types first.
+		return cli.ShowAppHelp(c)
+	}
+	name := c.Args().Get(1)
+	if c.App.Command(name) == nil {
+		return unknownCommand("mailroute", name, c.App.Commands)
+	}
+	return cli.ShowCommandHelp(c, name)
+}
+
+// commands lists the subcommands, each in its own file, in the order a
+// newcomer needs them: the wizard, then the pipeline (probe, advise, send,
+// check), then config and the rest.
 func commands() []*cli.Command {
 	cmds := []*cli.Command{
+		wizardCommand(),
 		probeCommand(),
+		adviseCommand(),
 		sendCommand(),
 		checkCommand(),
 		configCommand(),
-		adviseCommand(),
-		wizardCommand(),
 		manCommand(),
 		completionCommand(),
+		versionCommand(),
 	}
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
 			// Without this urfave/cli prints the whole help page to stdout.
 			c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
-				return usage(err, "run 'mailroute "+c.Name+" --help' for the flags")
+				return flagUsage(err, "mailroute "+c.Name, c.Flags)
 			}
 		}
 	}

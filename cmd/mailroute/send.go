@@ -48,7 +48,8 @@ $XDG_STATE_HOME/mailroute/quota (default ~/.local/state/mailroute/quota) and cou
 every later run and every list, and in runs going on at the same time. While a limit holds
 the run back the progress line says which and until when; when the next slot is more
 than --max-wait away (default 1h) the run stops, everything not sent stays pending, and
-it says when to run again.
+it says when to run again. --dry-run says how long the limits make the mailing take at the
+least, counting what the ledger holds, and when its last message may go.
 
 A refusal that is not the recipient's fault (the sender's domain fails DMARC, the login
 is refused, a blocklist, a quota) never fails the recipient: it stays pending, and after a
@@ -78,7 +79,7 @@ Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad i
 			&cli.StringFlag{Name: "journal", Usage: "journal `FILE` (default: the list's name + \".journal\")"},
 			&cli.StringFlag{Name: "email-column", Value: "email", Usage: "the list's address column `NAME`"},
 			&cli.BoolFlag{Name: "skip-bad-rows", Usage: "leave out bad rows of the list instead of refusing it"},
-			&cli.BoolFlag{Name: "dry-run", Usage: "render every message, check the config and secrets, resolve MX hosts; send nothing"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "render every message, check the config and secrets, resolve MX hosts, say how long the limits make the mailing take at the least; send nothing"},
 			&cli.BoolFlag{Name: "new-run", Usage: "start the journal over (needed after changing the list or the message)"},
 			&cli.BoolFlag{Name: "retry-unknown", Usage: "send again to recipients whose outcome is unknown (they may get it twice)"},
 			&cli.BoolFlag{Name: "retry-failed", Usage: "send again to recipients that failed (after mending the cause); never to those sent"},
