@@ -125,7 +125,7 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 
 	ends := rep.Endpoints()
 	p.probeAll(ctx, ends)
-	markInterception(rep)
+	p.judgeInterception(ctx, rep)
 	rep.Offline = offline(rep)
 	rep.Summary = summarize(rep)
 	rep.Elapsed = Duration(p.now().Sub(start))

@@ -122,10 +122,14 @@ type Endpoint struct {
 	// ProblemDetail is its evidence: the server's words, or its first line.
 	ProblemKind   ProblemKind `json:"problem_kind,omitempty"`
 	ProblemDetail string      `json:"problem_detail,omitempty"`
-	// Evidence lists the observations behind an intercepted verdict or an
-	// interception note, strongest first.
+	// Evidence lists the observations behind an intercepted verdict,
+	// strongest first: the texts of its Signals that weigh for interception.
 	Evidence []string `json:"evidence,omitempty"`
 	Notes    []string `json:"notes,omitempty"`
+	// Signals are every observation for or against interception on this
+	// endpoint, each with its weight, so the verdict can be audited
+	// (design.md "Interception"; intercept.go has the rule).
+	Signals []Signal `json:"signals,omitempty"`
 
 	Banner     *smtpx.Reply      `json:"banner,omitempty"`
 	BannerHost string            `json:"banner_host,omitempty"`
@@ -170,7 +174,41 @@ type TLSInfo struct {
 	NotAfter    time.Time `json:"not_after"`
 	Verified    bool      `json:"verified"`
 	VerifyError string    `json:"verify_error,omitempty"`
+	// SHA256 is the leaf certificate's fingerprint (hex): the identity that
+	// ties one server's endpoints together across addresses and names.
+	SHA256 string `json:"sha256,omitempty"`
 }
+
+// Signal is one observation for or against interception.
+type Signal struct {
+	Kind   SignalKind `json:"kind"`
+	Weight Weight     `json:"weight"`
+	Text   string     `json:"text"`
+}
+
+// SignalKind names what was observed.
+type SignalKind string
+
+const (
+	SignalForeignCert      SignalKind = "foreign_certificate"  // the certificate names another host
+	SignalForeignBanner    SignalKind = "foreign_banner"       // the greeting names another host
+	SignalVerified         SignalKind = "verified_certificate" // a trusted certificate for the MX name
+	SignalConfirmed        SignalKind = "forward_confirmed"    // the foreign name resolves to the address that answered
+	SignalSameCert         SignalKind = "same_certificate"     // the certificate of a confirmed server
+	SignalSharedIdentity   SignalKind = "shared_identity"      // one unconfirmed identity answers for unrelated domains
+	SignalProviderMismatch SignalKind = "provider_identity"    // a known provider's MX answers as someone else
+)
+
+// Weight is how much a Signal counts. The rule (design.md "Interception"):
+// an endpoint is intercepted when it has a Corroborating signal and no
+// Genuine one; Note signals never decide alone.
+type Weight string
+
+const (
+	WeightNote          Weight = "note"          // worth saying, decides nothing alone
+	WeightCorroborating Weight = "corroborating" // enough for intercepted, unless ruled out
+	WeightGenuine       Weight = "genuine"       // the real server answered: never intercepted
+)
 
 // Timings of one endpoint, from the start of its connect.
 type Timings struct {
