@@ -126,6 +126,7 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 	ends := rep.Endpoints()
 	p.probeAll(ctx, ends)
 	p.judgeInterception(ctx, rep)
+	rep.Port25ByFamily = port25ByFamily(rep)
 	rep.Offline = offline(rep)
 	rep.Summary = summarize(rep)
 	rep.Elapsed = Duration(p.now().Sub(start))

@@ -45,6 +45,9 @@ type Report struct {
 	Identity *Identity    `json:"identity,omitempty"`
 	Login    *Login       `json:"login,omitempty"`
 	Measure  *Measurement `json:"measure,omitempty"`
+	// Port25ByFamily counts the MX endpoints' verdicts over IPv4 and over
+	// IPv6 apart: networks often block one family and not the other.
+	Port25ByFamily []FamilyPort25 `json:"port25_by_family,omitempty"`
 	// Offline is set when no DNS server answered and no endpoint could be
 	// reached at all: the machine has no working network.
 	Offline bool     `json:"offline"`
