@@ -144,15 +144,15 @@ func TestProviderIdentity(t *testing.T) {
 	real := listen(t, "127.0.0.8", port)
 	goSMTP(t, real, "mx.google.com", pk.server(t, "mx.google.com"), false)
 	res := fakeDNS(t, nil,
-		"gmail.com. 60 IN MX 5 gmail-smtp-in.l.google.com.", "gmail-smtp-in.l.google.com. 60 IN A 127.0.0.7",
+		"gsuite.test. 60 IN MX 5 gmail-smtp-in.l.google.com.", "gmail-smtp-in.l.google.com. 60 IN A 127.0.0.7",
 		"workspace.test. 60 IN MX 1 smtp.google.com.", "smtp.google.com. 60 IN A 127.0.0.8",
 	)
 	p := &Prober{Resolver: res, Timeout: time.Second, MXPort: port}
-	rep := run(t, p, Request{Domains: []string{"gmail.com", "workspace.test"}})
+	rep := run(t, p, Request{Domains: []string{"gsuite.test", "workspace.test"}})
 	e := rep.Domains[0].Ends[0]
 	if e.Verdict != Intercepted || !e.has(SignalProviderMismatch) ||
 		!strings.Contains(e.Evidence[0], "gmail-smtp-in.l.google.com is Google's MX host") || !strings.Contains(e.Evidence[0], "support.google.com") {
-		t.Errorf("gmail.com: %s %q", e.Verdict, e.Evidence)
+		t.Errorf("gsuite.test: %s %q", e.Verdict, e.Evidence)
 	}
 	if g := rep.Domains[1].Ends[0]; g.Verdict != Open || len(g.Signals) != 0 {
 		t.Errorf("workspace.test: %s %+v", g.Verdict, g.Signals)

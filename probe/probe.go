@@ -122,6 +122,7 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 	wg.Wait()
 	cancel()
 	rep.Relays = append(rep.Relays, discovered...)
+	p.checkResolver(ctx, rep)
 
 	ends := rep.Endpoints()
 	p.probeAll(ctx, ends)

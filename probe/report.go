@@ -45,6 +45,9 @@ type Report struct {
 	Identity *Identity    `json:"identity,omitempty"`
 	Login    *Login       `json:"login,omitempty"`
 	Measure  *Measurement `json:"measure,omitempty"`
+	// ResolverLies is set when the DNS server answered falsely about names
+	// that certainly exist (checkResolver): its answers are not evidence.
+	ResolverLies *ResolverDoubt `json:"resolver_lies,omitempty"`
 	// Port25ByFamily counts the MX endpoints' verdicts over IPv4 and over
 	// IPv6 apart: networks often block one family and not the other.
 	Port25ByFamily []FamilyPort25 `json:"port25_by_family,omitempty"`
@@ -91,8 +94,11 @@ type MXHost struct {
 
 // DNSError is a failed lookup in words and in kind.
 type DNSError struct {
-	Kind    string `json:"kind"` // nxdomain, nodata, servfail, refused, timeout, network, malformed
+	Kind    string `json:"kind"` // nxdomain, nodata, servfail, refused, timeout, network, malformed, lying_resolver
 	Message string `json:"message"`
+	// Seen is, for lying_resolver, what the resolver answered (nxdomain,
+	// nodata, or private for addresses no such host has).
+	Seen string `json:"seen,omitempty"`
 }
 
 // Relay is a submission server and its endpoints.

@@ -64,8 +64,15 @@ func summarize(rep *Report) []string {
 	if rep.Offline {
 		return []string{"No DNS server answered and no server could be reached: this machine seems to be offline, or DNS is blocked. Check the network, or name a resolver with --resolver."}
 	}
+	if rep.ResolverLies != nil {
+		out = append(out, rep.ResolverLies.Text)
+	}
 	for _, d := range rep.Domains {
 		switch {
+		case d.DNSError != nil && d.DNSError.Kind == KindLyingResolver:
+			if !slices.Contains(rep.ResolverLies.Names, d.Name) {
+				out = append(out, fmt.Sprintf("%s: the same DNS server says it does not exist, which proves nothing (see above).", d.Name))
+			}
 		case d.DNSError != nil:
 			out = append(out, domainProblem(d))
 		case d.NullMX:
