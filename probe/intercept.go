@@ -24,9 +24,10 @@ import (
 //     such a confirmed server is the real server, perhaps shared
 //     (WeightGenuine): never intercepted;
 //   - the same unconfirmed identity answering for the MX hosts of two or
-//     more unrelated domains at two or more addresses, or a well-known
-//     provider's MX answering as nobody of the provider's, corroborates
-//     interception (WeightCorroborating).
+//     more unrelated domains at two or more addresses, a well-known
+//     provider's MX answering as nobody of the provider's, or a port-25
+//     handshake far faster than another port's of the same address
+//     (timing.go) corroborates interception (WeightCorroborating).
 //
 // An endpoint is intercepted when it has a corroborating signal and no
 // genuine one. Every signal stays in Endpoint.Signals.
@@ -103,6 +104,13 @@ func (p *Prober) judgeInterception(ctx context.Context, rep *Report) {
 		}
 	}
 
+	var suspects []*Endpoint
+	for _, e := range mx {
+		if !e.genuine() && len(foreign[e]) > 0 {
+			suspects = append(suspects, e)
+		}
+	}
+	p.timeSuspects(ctx, suspects)
 	corroborate(mx, domainOf, foreign)
 
 	for _, e := range mx {

@@ -1,6 +1,9 @@
 package probe
 
 import (
+	"context"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +160,63 @@ func TestProviderIdentity(t *testing.T) {
 	if g := rep.Domains[1].Ends[0]; g.Verdict != Open || len(g.Signals) != 0 {
 		t.Errorf("workspace.test: %s %+v", g.Verdict, g.Signals)
 	}
+}
+
+// One MX with a foreign, unconfirmed identity is only a note, until its
+// port 25 answers far sooner than another port of the same address: the
+// dialer here adds a round trip to every port but 25, as the internet
+// would for the real host behind a proxy near this machine. The added
+// delay is many times the measured loopback handshake, so the test does
+// not depend on how fast this machine is.
+func TestTimingCorroborates(t *testing.T) {
+	pk := newPKI(t)
+	ln := listen(t, "127.0.0.9", 0)
+	port := portOf(ln)
+	goSMTP(t, ln, "smtp.ispnet.test", pk.server(t, "smtp.ispnet.test"), false)
+	res := fakeDNS(t, nil, "one.test. 60 IN MX 10 mx.one.test.", "mx.one.test. 60 IN A 127.0.0.9")
+	closed := listen(t, "127.0.0.9", 0)
+	other := portOf(closed)
+	_ = closed.Close() // answers with a reset: a round trip too
+
+	for _, far := range []bool{false, true} {
+		p := &Prober{Resolver: res, Timeout: 2 * time.Second, MXPort: port, TimingPorts: []int{other}}
+		loopback := measureHandshake(t, "127.0.0.9:"+strconv.Itoa(other))
+		delay := max(20*loopback, 100*time.Millisecond)
+		if far {
+			p.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if !strings.HasSuffix(addr, ":"+strconv.Itoa(port)) {
+					time.Sleep(delay)
+				}
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}
+		}
+		rep := run(t, p, Request{Domains: []string{"one.test"}})
+		e := rep.Domains[0].Ends[0]
+		if !e.has(SignalTiming) {
+			t.Fatalf("far=%v: no timing signal: %+v", far, e.Signals)
+		}
+		if far && (e.Verdict != Intercepted || !strings.Contains(e.Evidence[0], "something nearer than the MX answered port 25")) {
+			t.Errorf("far=%v (delay %s): %s %q", far, delay, e.Verdict, e.Evidence)
+		}
+		if !far && (e.Verdict != Open || len(e.Notes) != 2) {
+			t.Errorf("far=%v: %s notes %q signals %+v", far, e.Verdict, e.Notes, e.Signals)
+		}
+	}
+}
+
+// measureHandshake is the fastest of a few connects to addr on this
+// machine now: the precision the timing test's delay is scaled from.
+func measureHandshake(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	best := time.Hour
+	for range 5 {
+		start := time.Now()
+		c, err := net.Dial("tcp", addr)
+		d := time.Since(start)
+		if err == nil {
+			_ = c.Close()
+		}
+		best = min(best, d)
+	}
+	return best
 }

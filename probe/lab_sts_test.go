@@ -47,7 +47,7 @@ func TestLabProbeMTASTS(t *testing.T) {
 	// advise explains what the policies mean for direct delivery.
 	adv := l.RunMailroute(t, []string{"NO_COLOR=1"}, append([]string{"advise", "--ip-echo", "myip.lab.example@" + lab.DNSAddr, "--dnsbl", "zen.lab.example"}, args...)...)
 	for _, want := range []string{"alpha.example requires verified encryption, and " + lab.MXHost + " qualifies",
-		"Direct mail to " + delta + " would wait", "mx." + delta + ": its certificate does not verify (the certificate is for " + lab.MXHost} {
+		"Direct mail to " + delta + " would wait", "mx." + delta + ": its certificate does not verify (the certificate is"} {
 		if !strings.Contains(string(adv.Stdout), want) {
 			t.Errorf("advise lacks %q:\n%s\n%s", want, adv.Stdout, adv.Stderr)
 		}

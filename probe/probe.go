@@ -39,6 +39,10 @@ type Prober struct {
 	// relay measurement instead of Dialer: lab tests pass one that dials
 	// from inside a network namespace.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TimingPorts are the ports whose handshake port 25's is compared with
+	// on an MX that answers with an unconfirmed identity (timing.go); nil:
+	// 443, 587, 465.
+	TimingPorts []int
 }
 
 // Request says what to probe.

@@ -206,6 +206,7 @@ const (
 	SignalSameCert         SignalKind = "same_certificate"     // the certificate of a confirmed server
 	SignalSharedIdentity   SignalKind = "shared_identity"      // one unconfirmed identity answers for unrelated domains
 	SignalProviderMismatch SignalKind = "provider_identity"    // a known provider's MX answers as someone else
+	SignalTiming           SignalKind = "timing"               // port 25's handshake against another port's (timing.go)
 )
 
 // Weight is how much a Signal counts. The rule (design.md "Interception"):
@@ -217,6 +218,7 @@ const (
 	WeightNote          Weight = "note"          // worth saying, decides nothing alone
 	WeightCorroborating Weight = "corroborating" // enough for intercepted, unless ruled out
 	WeightGenuine       Weight = "genuine"       // the real server answered: never intercepted
+	WeightNone          Weight = "none"          // measured, and says nothing either way
 )
 
 // Timings of one endpoint, from the start of its connect.
