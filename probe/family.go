@@ -75,6 +75,13 @@ func reachedFamilies(rep *Report) map[string]bool {
 	return out
 }
 
+// FarEnd reports whether port 25 reached other MX servers from here over
+// every address family host was tried on: then host's own block (filtered,
+// refused, unreachable) is at that host or its network, not this one's.
+func (r *Report) FarEnd(host string) bool {
+	return farEnd(r, host, reachedFamilies(r))
+}
+
 // farEnd: every blocked endpoint of host is of a family over which port 25
 // reached another MX host, so this network passes port 25 there.
 func farEnd(rep *Report, host string, reached map[string]bool) bool {

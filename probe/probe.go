@@ -130,6 +130,7 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 
 	ends := rep.Endpoints()
 	p.probeAll(ctx, ends)
+	p.tracePaths(ctx, rep)
 	p.judgeInterception(ctx, rep)
 	rep.Port25ByFamily = port25ByFamily(rep)
 	rep.Offline = offline(rep)

@@ -139,6 +139,9 @@ type Endpoint struct {
 	// endpoint, each with its weight, so the verdict can be audited
 	// (design.md "Interception"; intercept.go has the rule).
 	Signals []Signal `json:"signals,omitempty"`
+	// Path is where port 25 stops on the way, for a filtered MX endpoint
+	// (trace.go).
+	Path *PathTrace `json:"path,omitempty"`
 
 	Banner     *smtpx.Reply      `json:"banner,omitempty"`
 	BannerHost string            `json:"banner_host,omitempty"`

@@ -90,6 +90,11 @@ func summarize(rep *Report) []string {
 	if s := familySummary(rep); s != "" {
 		out = append(out, s)
 	}
+	for _, e := range rep.Endpoints() {
+		if e.Path != nil && (e.Path.Where == "local" || e.Path.Where == "hop") {
+			out = append(out, fmt.Sprintf("Port 25 to %s (%s): %s.", e.Host, e.Addr, e.Path.Text))
+		}
+	}
 	for _, r := range rep.Relays {
 		out = append(out, relaySummary(r))
 	}

@@ -115,6 +115,9 @@ func printEndpoint(w io.Writer, e *probe.Endpoint, indent string) {
 	for _, n := range e.Notes {
 		fmt.Fprintf(w, "%snote: %s\n", in, n)
 	}
+	if e.Path != nil {
+		fmt.Fprintf(w, "%spath: %s\n", in, e.Path.Text)
+	}
 	if len(e.EHLO) > 0 && e.TLSMode != "implicit" {
 		fmt.Fprintf(w, "%sEHLO: %s\n", in, caps(e.EHLO))
 	}
