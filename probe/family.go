@@ -76,28 +76,25 @@ func reachedFamilies(rep *Report) map[string]bool {
 }
 
 // FarEnd reports whether port 25 reached other MX servers from here over
-// every address family host was tried on: then host's own block (filtered,
+// an address family host was tried on: then host's own block (filtered,
 // refused, unreachable) is at that host or its network, not this one's.
 func (r *Report) FarEnd(host string) bool {
 	return farEnd(r, host, reachedFamilies(r))
 }
 
-// farEnd: every blocked endpoint of host is of a family over which port 25
-// reached another MX host, so this network passes port 25 there.
+// farEnd: host was tried over a family over which port 25 reached other MX
+// servers, and failed there too: that failure is the host's. A family over
+// which port 25 reached nothing at all (often: no IPv6 here) says nothing
+// about this host in particular.
 func farEnd(rep *Report, host string, reached map[string]bool) bool {
-	seen := false
 	for _, d := range rep.Domains {
 		for _, e := range d.Ends {
-			if e.Host != host || e.Role != RoleMX {
-				continue
-			}
-			seen = true
-			if !reached[family(e.Addr)] {
-				return false
+			if e.Host == host && e.Role == RoleMX && reached[family(e.Addr)] {
+				return true
 			}
 		}
 	}
-	return seen
+	return false
 }
 
 // familySummary says so when port 25 behaves differently over IPv4 and

@@ -36,6 +36,9 @@ func TestSummaryAcrossEndpointsAndFamilies(t *testing.T) {
 			[]string{"Port 25 reaches 1 of 1 MX hosts directly", "Port 25 is filtered over IPv4 but open over IPv6 (IPv6: 1 of 1 MX endpoints open; IPv4: filtered 1). The block is on the way over IPv4 only", "Gmail requires a reverse name (PTR)"}, nil, 2},
 		{"no IPv6 route, IPv4 open", []*Endpoint{open("mx.a.test", "192.0.2.1"), shut("mx.a.test", "fd00::1", Unreachable)},
 			[]string{"Port 25 is unreachable over IPv6 but open over IPv4"}, []string{"Gmail requires"}, 2},
+		{"no IPv6 here does not hide a far-end IPv4 block", []*Endpoint{open("mx.a.test", "192.0.2.1"), shut("mx.a.test", "fd00::1", Unreachable),
+			shut("mx.b.test", "192.0.2.2", Filtered), shut("mx.b.test", "fd00::2", Unreachable)},
+			[]string{"(mx.b.test): port 25 reaches other MX hosts from here"}, []string{"your network drops"}, 2},
 		{"both families fine", []*Endpoint{open("mx.a.test", "192.0.2.1"), open("mx.a.test", "fd00::1")},
 			nil, []string{"over IPv"}, 2},
 	}

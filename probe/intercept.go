@@ -88,7 +88,8 @@ func (p *Prober) judgeInterception(ctx context.Context, rep *Report) {
 		// A certificate is confirmed where it answered for a name that
 		// resolves there: the MX's own name (we connected to its address),
 		// or a forward-confirmed foreign one.
-		if e.TLS != nil && e.TLS.SHA256 != "" && (!foreignCert(e) || e.has(SignalConfirmed) || e.TLS.Verified) {
+		own := e.TLS != nil && len(e.TLS.Names) > 0 && !foreignCert(e) // a nameless certificate confirms nothing
+		if e.TLS != nil && e.TLS.SHA256 != "" && (own || e.has(SignalConfirmed) || e.TLS.Verified) {
 			if _, ok := confirmedCert[e.TLS.SHA256]; !ok {
 				confirmedCert[e.TLS.SHA256] = e.Host + " at " + e.Addr
 			}

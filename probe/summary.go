@@ -143,8 +143,8 @@ func mxSummary(rep *Report) string {
 	}
 	reached := reachedFamilies(rep)
 	// A blocked host counts "far" when port 25 reached another MX host over
-	// every family this one was tried on: the same network let port 25
-	// through, so the block is at that host or its network, not here.
+	// a family this one was tried on: the same network let port 25 through,
+	// so the block is at that host or its network, not here (farEnd).
 	type key struct {
 		v   Verdict
 		far bool
