@@ -59,6 +59,7 @@ func Explain(rep *probe.Report) []Finding {
 		out = append(out, explainRelay(rep, r)...)
 	}
 	out = append(out, explainIdentity(rep.Identity)...)
+	out = append(out, explainIdentity6(rep.Identity)...)
 	if rep.Login != nil {
 		out = append(out, ExplainLogin(rep.Login))
 	}

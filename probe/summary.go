@@ -83,6 +83,9 @@ func summarize(rep *Report) []string {
 	}
 	if id := rep.Identity; id != nil {
 		out = append(out, identitySummary(id))
+		if id.IPv6 != nil {
+			out = append(out, identity6Summary(id.IPv6))
+		}
 	}
 	if s := mxSummary(rep); s != "" {
 		out = append(out, s)
