@@ -20,3 +20,12 @@ func explainIdentity6(id *probe.Identity) []Finding {
 	}
 	return fs
 }
+
+// ipv6Only: port 25 reached MX servers over IPv6 and none over IPv4.
+func ipv6Only(rep *probe.Report) bool {
+	open := map[string]int{}
+	for _, f := range rep.Port25ByFamily {
+		open[f.Family] = f.Open
+	}
+	return open["IPv6"] > 0 && open["IPv4"] == 0
+}
