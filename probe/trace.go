@@ -82,10 +82,19 @@ func (p *Prober) trace(ctx context.Context, e *Endpoint) *PathTrace {
 	if err != nil {
 		return nil
 	}
+	// The comparison ports are tried at once (each silent one costs half a
+	// timeout); the first in timingPorts' order that answers is used.
+	ports := p.timingPorts()
+	rtts, oks := make([]time.Duration, len(ports)), make([]bool, len(ports))
+	var hw sync.WaitGroup
+	for i, port := range ports {
+		hw.Go(func() { rtts[i], oks[i] = p.handshake(ctx, e.Addr, port) })
+	}
+	hw.Wait()
 	cmp, rtt := 0, time.Duration(0)
-	for _, port := range p.timingPorts() {
-		if d, ok := p.handshake(ctx, e.Addr, port); ok {
-			cmp, rtt = port, d
+	for i, ok := range oks {
+		if ok {
+			cmp, rtt = ports[i], rtts[i]
 			break
 		}
 	}
