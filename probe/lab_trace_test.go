@@ -13,7 +13,12 @@ import (
 // trace puts the drop after hop 1, the router. A local OUTPUT rule for the
 // other address is reported as this machine's.
 func TestLabWherePort25Dies(t *testing.T) {
-	l := lab.Start(t, lab.Options{ExtraDNS: lab.RouterDNS()})
+	// The router's network, as Team Cymru's IP-to-ASN service would name it.
+	asn := []string{
+		`txt-record=254.2.0.192.origin.asn.cymru.com,"64500 | 192.0.2.0/24 | ZZ | test | 2026-01-01"`,
+		`txt-record=AS64500.asn.cymru.com,"64500 | ZZ | test | 2026-01-01 | LAB-ROUTER, ZZ"`,
+	}
+	l := lab.Start(t, lab.Options{ExtraDNS: append(lab.RouterDNS(), asn...)})
 	l.StartRouter(t)
 	if err := l.Filter(lab.FarMX2Addr+"/32", 25); err != nil {
 		t.Fatal(err)
@@ -24,7 +29,7 @@ func TestLabWherePort25Dies(t *testing.T) {
 	if far.Verdict != probe.Filtered || far.Path == nil {
 		t.Fatalf("far: %s path %+v", far.Verdict, far.Path)
 	}
-	if p := far.Path; p.Where != "hop" || p.After != 1 || p.Router != lab.RouterLANAddr || p.ComparePort == 0 {
+	if p := far.Path; p.Where != "hop" || p.After != 1 || p.Router != lab.RouterLANAddr || p.ComparePort == 0 || p.RouterAS != "AS64500 LAB-ROUTER, ZZ" {
 		t.Errorf("far path: %+v", p)
 	}
 	if h := far.Path.Port25[0]; h.Result != probe.HopTimeExceeded || h.From != lab.RouterLANAddr {
@@ -44,7 +49,7 @@ func TestLabWherePort25Dies(t *testing.T) {
 	sum := strings.Join(rep.Summary, "\n")
 	t.Logf("probe with traces took %s; summary:\n%s", rep.Elapsed, sum)
 	for _, want := range []string{
-		"Port 25 to " + lab.FarMXHost + " (" + lab.FarMXAddr + "): dropped after hop 1 (" + lab.RouterLANAddr + ", the first router)",
+		"Port 25 to " + lab.FarMXHost + " (" + lab.FarMXAddr + "): dropped after hop 1 (" + lab.RouterLANAddr + ", the first router, AS64500 LAB-ROUTER, ZZ)",
 		"Port 25 to " + lab.Far2MXHost + " (" + lab.FarMX2Addr + "): on this machine: port 25's SYNs get no answer even with a TTL of 1",
 	} {
 		if !strings.Contains(sum, want) {

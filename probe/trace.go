@@ -47,7 +47,10 @@ type PathTrace struct {
 	Where  string `json:"where"`
 	After  int    `json:"after,omitempty"`
 	Router string `json:"router,omitempty"`
-	Text   string `json:"text"`
+	// RouterAS is the network the router belongs to ("AS64500 NAME"),
+	// when Team Cymru's IP-to-ASN service knows it (asn.go).
+	RouterAS string `json:"router_as,omitempty"`
+	Text     string `json:"text"`
 }
 
 // traceMaxHops bounds the TTLs tried; blocks of outbound port 25 sit in the
@@ -112,12 +115,22 @@ func (p *Prober) trace(ctx context.Context, e *Endpoint) *PathTrace {
 		wg.Go(func() { pt.Compare[i] = hopProbe(ctx, addr, cmp, i+1, wait) })
 	}
 	wg.Wait()
-	analyzePath(pt, e.Port)
+	analyzePath(pt, e.Port, func(router string) string {
+		a, err := netip.ParseAddr(router)
+		if err != nil {
+			return ""
+		}
+		actx, cancel := context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
+		pt.RouterAS = p.asnOf(actx, a)
+		return pt.RouterAS
+	})
 	return pt
 }
 
-// analyzePath finds where port's SYNs stop, from the hops of both ports.
-func analyzePath(pt *PathTrace, port int) {
+// analyzePath finds where port's SYNs stop, from the hops of both ports;
+// asOf names the network of the router where they do ("" if unknown).
+func analyzePath(pt *PathTrace, port int, asOf func(router string) string) {
 	pt.Where = "undetermined"
 	answered := func(h Hop) bool {
 		return h.Result == HopTimeExceeded || h.Result == HopReached || h.Result == HopUnreachable
@@ -158,15 +171,20 @@ func analyzePath(pt *PathTrace, port int) {
 	r := pt.Port25[last-1].From
 	pt.Where, pt.After, pt.Router = "hop", last, r
 	pt.Text = fmt.Sprintf("dropped after hop %d (%s%s): port %d's SYNs expire there like port %d's, and go no farther, while port %d's %s at hop %d",
-		last, r, routerWords(r, last), port, pt.ComparePort, pt.ComparePort, map[bool]string{true: "reach the MX", false: "get through"}[next.Result == HopReached], last+1)
+		last, r, routerWords(r, last, asOf(r)), port, pt.ComparePort, pt.ComparePort, map[bool]string{true: "reach the MX", false: "get through"}[next.Result == HopReached], last+1)
 	if next.Result == HopReached {
 		pt.Text += " (the MX itself may be what drops them)"
 	}
 }
 
-// routerWords says what a hop's address suggests about whose it is.
-func routerWords(addr string, hop int) string {
+// routerWords says what a hop's address suggests about whose it is, with
+// the network (AS) it belongs to when known.
+func routerWords(addr string, hop int, as string) string {
 	a, err := netip.ParseAddr(addr)
+	network := ""
+	if as != "" {
+		network = ", " + as
+	}
 	switch {
 	case err != nil:
 		return ""
@@ -176,7 +194,9 @@ func routerWords(addr string, hop int) string {
 		}
 		return ", a private address: inside your network or your ISP's"
 	case hop == 1:
-		return ", the first router"
+		return ", the first router" + network
+	case as != "":
+		return network + ": your ISP's network or farther"
 	}
 	return ", beyond your network: your ISP's or farther"
 }
