@@ -62,7 +62,8 @@ func TestLabLyingResolver(t *testing.T) {
 		res := l.RunMailroute(t, nil, "advise", "--json", "--timeout", "2s", "--resolver", lab.LiarAddr,
 			"--ip-echo", "myip.lab.example@"+lab.DNSAddr, "--dnsbl", "zen.lab.example")
 		out := string(res.Stdout)
-		for _, want := range []string{"gmail.com does not exist (NXDOMAIN), and it certainly does: that server is lying or filtering", "--resolver"} {
+		for _, want := range []string{"The DNS server (" + lab.LiarAddr + ":53) is lying or filtering",
+			"gmail.com does not exist (NXDOMAIN), and it certainly does: that server is lying or filtering", "--resolver"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("advise lacks %q:\n%s\n%s", want, out, res.Stderr)
 			}
