@@ -116,8 +116,21 @@ func Decide(in Input) *Recommendation {
 	}
 
 	p25, p25why := port25(rep)
+	// Where port 25 works over IPv6 only, direct mail leaves from this
+	// machine's IPv6 address: that is the identity receivers judge.
+	ident := rep.Identity
+	if p25 && ipv6Only(rep) {
+		p25why += "; over IPv6 only (IPv4 is blocked), so receivers judge this machine's IPv6 address"
+		switch {
+		case rep.Identity == nil:
+		case rep.Identity.IPv6 != nil:
+			ident = rep.Identity.IPv6
+		default:
+			ident = &probe.Identity{Unknown: []string{"this machine's IPv6 address was not found (no echo service answered over IPv6)"}}
+		}
+	}
 	add("port 25", map[bool]string{true: "open", false: "not usable"}[p25], p25why)
-	id := judgeIdentity(rep.Identity)
+	id := judgeIdentity(ident)
 	add("identity", id.decision(), id.reason)
 	rec.Unknown = append(rec.Unknown, id.unknown...)
 

@@ -59,6 +59,7 @@ func Explain(rep *probe.Report) []Finding {
 		out = append(out, explainRelay(rep, r)...)
 	}
 	out = append(out, explainIdentity(rep.Identity)...)
+	out = append(out, explainIdentity6(rep.Identity)...)
 	if rep.Login != nil {
 		out = append(out, ExplainLogin(rep.Login))
 	}
@@ -92,8 +93,13 @@ func explainPort25(rep *probe.Report) []Finding {
 		return nil
 	}
 	groups := map[mxState][]*probe.Endpoint{}
+	var far []string // blocked where port 25 reaches other MX hosts: their problem, not this network's
 	for _, h := range hosts {
 		e := best[h]
+		if st := stateOf(e); (st == mxFiltered || st == mxRefused || st == mxUnreachable) && rep.FarEnd(h) {
+			far = append(far, h)
+			continue
+		}
 		groups[stateOf(e)] = append(groups[stateOf(e)], e)
 	}
 	// A wall is a problem when nothing gets through, a warning when some does.
@@ -144,6 +150,13 @@ func explainPort25(rep *probe.Report) []Finding {
 			f.Action = "Run mailroute probe for the details; a local firewall or proxy setting may be the cause."
 		}
 		out = append(out, f)
+	}
+	if len(far) > 0 {
+		out = append(out, Finding{Severity: SevInfo, Topic: "port 25", Hosts: far,
+			Title: "Some mail servers do not answer on port 25, but your network is not blocking it",
+			Meaning: fmt.Sprintf("Connections to port 25 of %s got no answer or were turned down, while this network reached other mail servers on port 25: the problem is at those servers or their networks. Mail for their domains goes to their other mail servers, or waits until these are back.",
+				whoWords(far, len(hosts))),
+		})
 	}
 	out = append(out, certFindings(rep, "port 25", collectEnds(rep.Domains))...)
 	return out

@@ -15,11 +15,20 @@ import (
 // that answer matters (an ordinary MX record says nothing new).
 func explainDomains(rep *probe.Report) []Finding {
 	var out []Finding
+	liar := -1 // the one finding about a lying resolver, whatever the domains it denied
 	for _, d := range rep.Domains {
 		switch {
+		case d.DNSError != nil && d.DNSError.Kind == probe.KindLyingResolver && liar >= 0:
+			out[liar].Hosts = append(out[liar].Hosts, d.Name)
 		case d.DNSError != nil:
 			f := dnsFinding(d.Name, d.DNSError, rep.Resolver)
 			f.Hosts = []string{d.Name}
+			if d.DNSError.Kind == probe.KindLyingResolver {
+				liar = len(out)
+				if rep.ResolverLies != nil {
+					f.Meaning = rep.ResolverLies.Text
+				}
+			}
 			out = append(out, f)
 		case d.NullMX:
 			out = append(out, Finding{Severity: SevWarning, Topic: "dns", Hosts: []string{d.Name}, Title: d.Name + " accepts no mail",
@@ -138,6 +147,13 @@ func dnsFinding(name string, e *probe.DNSError, resolvers []string) Finding {
 		f.Title = "The DNS server refused to look up " + name
 		f.Meaning = fmt.Sprintf("The DNS server this machine asks (%s) declined the question (REFUSED): it answers only some clients or some names.", res)
 		f.Action = "Name a DNS server that answers with --resolver IP, for example your router's address."
+	case probe.KindLyingResolver:
+		// The probe found the resolver denying names that certainly exist
+		// (probe.ResolverDoubt): its answers are no evidence about name.
+		f.Severity = SevProblem
+		f.Title = fmt.Sprintf("The DNS server (%s) is lying or filtering", res)
+		f.Meaning = strings.ToUpper(e.Message[:1]) + e.Message[1:] + "."
+		f.Action = "Log in to the network if it has a portal (hotel or café Wi-Fi), or name a DNS server that answers truthfully with --resolver IP, for example your router's address."
 	case "timeout", "network":
 		f.Title = "No DNS answer for " + name
 		f.Meaning = fmt.Sprintf("The DNS server (%s) did not answer: %s.", res, e.Message)

@@ -25,6 +25,9 @@ type Identity struct {
 	// Unknown says, in words, what could not be found out and why
 	// (offline, echo service unreachable, …); the advisor reports it.
 	Unknown []string `json:"unknown,omitempty"`
+	// IPv6 is the same over IPv6, when this machine reaches an echo
+	// service over IPv6 and its address there differs (identity6.go).
+	IPv6 *Identity `json:"ipv6,omitempty"`
 }
 
 // Listing is one DNSBL answer for PublicIP.

@@ -26,6 +26,10 @@ import (
 func fakeDNS(t *testing.T, servfail []string, lines ...string) *resolve.Resolver {
 	t.Helper()
 	srv := dnstest.Start(t, dnstest.Zone{})
+	// gmail.com exists, as on the internet: the resolver check asks about it
+	// when a domain is NXDOMAIN (checkResolver), and an honest fake must not
+	// deny it.
+	srv.Add(`gmail.com. 60 IN TXT "v=spf1 redirect=_spf.google.com"`)
 	srv.Add(lines...)
 	for _, n := range servfail {
 		srv.SetRcode(n, dns.RcodeServerFailure)

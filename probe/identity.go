@@ -78,6 +78,23 @@ func (p *Prober) Identity(ctx context.Context, opt IdentityOptions) *Identity {
 		opt.DNSBL = DefaultDNSBL
 	}
 	id := &Identity{}
+	// The IPv6 identity is looked for at the same time (identity6.go).
+	var v6 *Identity
+	var v6Unknown string
+	done6 := make(chan struct{})
+	go func() {
+		defer close(done6)
+		v6, v6Unknown = p.identity6(ctx, opt)
+	}()
+	defer func() {
+		<-done6
+		if v6 != nil && v6.PublicIP != id.PublicIP {
+			id.IPv6 = v6
+		}
+		if v6Unknown != "" {
+			id.Unknown = append(id.Unknown, v6Unknown)
+		}
+	}()
 	ip, source, err := p.publicIP(ctx, opt.Echo)
 	if err != nil {
 		id.Unknown = append(id.Unknown, "public address unknown: "+err.Error(),
@@ -136,6 +153,11 @@ func (p *Prober) askEcho(ctx context.Context, svc EchoService) (netip.Addr, erro
 	if err != nil {
 		return netip.Addr{}, err
 	}
+	return p.askEchoAt(ctx, r, svc)
+}
+
+// askEchoAt asks svc through r, a resolver for its server's addresses.
+func (p *Prober) askEchoAt(ctx context.Context, r *resolve.Resolver, svc EchoService) (netip.Addr, error) {
 	reply, err := r.Query(ctx, svc.Name, svc.Type)
 	if err != nil {
 		return netip.Addr{}, err

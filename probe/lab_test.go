@@ -133,11 +133,14 @@ func TestLabProbe(t *testing.T) {
 	t.Run("intercepted", func(t *testing.T) {
 		for _, dom := range []string{lab.OneDomain, lab.TwoDomain} {
 			e := domain(t, rep, dom).Ends[0]
-			if e.Verdict != probe.Intercepted || e.BannerHost != lab.ISPHost || len(e.Evidence) != 2 {
+			if e.Verdict != probe.Intercepted || e.BannerHost != lab.ISPHost || len(e.Evidence) != 3 {
 				t.Fatalf("%s: %s banner %q evidence %q", dom, e.Verdict, e.BannerHost, e.Evidence)
 			}
-			if !strings.Contains(e.Evidence[0], "certificate is for "+lab.ISPHost) ||
-				!strings.Contains(e.Evidence[1], "all greet as "+lab.ISPHost) {
+			// design.md "Interception": the shared unconfirmed identity
+			// decides; the foreign certificate and greeting are notes.
+			if !strings.Contains(e.Evidence[0], "(greeting as "+lab.ISPHost+") answers for the MX hosts of 2 unrelated domains") ||
+				!strings.Contains(e.Evidence[1], "certificate is for "+lab.ISPHost) ||
+				!strings.Contains(e.Evidence[2], "greeting names "+lab.ISPHost) {
 				t.Errorf("%s evidence %q", dom, e.Evidence)
 			}
 		}

@@ -39,6 +39,10 @@ type Prober struct {
 	// relay measurement instead of Dialer: lab tests pass one that dials
 	// from inside a network namespace.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TimingPorts are the ports whose handshake port 25's is compared with
+	// on an MX that answers with an unconfirmed identity (timing.go); nil:
+	// 443, 587, 465.
+	TimingPorts []int
 }
 
 // Request says what to probe.
@@ -88,7 +92,9 @@ func (p *Prober) defaults() {
 }
 
 // Run probes everything req names and returns the report. It returns within
-// about two timeouts plus DNS time even when the network is gone.
+// about two timeouts plus DNS time even when the network is gone; a
+// filtered MX adds its path trace (trace.go), an MX with an unconfirmed
+// identity its timing comparison (timing.go), each under a timeout more.
 func (p *Prober) Run(ctx context.Context, req Request) *Report {
 	p.defaults()
 	start := p.now()
@@ -122,10 +128,13 @@ func (p *Prober) Run(ctx context.Context, req Request) *Report {
 	wg.Wait()
 	cancel()
 	rep.Relays = append(rep.Relays, discovered...)
+	p.checkResolver(ctx, rep)
 
 	ends := rep.Endpoints()
 	p.probeAll(ctx, ends)
-	markInterception(rep)
+	p.tracePaths(ctx, rep)
+	p.judgeInterception(ctx, rep)
+	rep.Port25ByFamily = port25ByFamily(rep)
 	rep.Offline = offline(rep)
 	rep.Summary = summarize(rep)
 	rep.Elapsed = Duration(p.now().Sub(start))

@@ -45,6 +45,12 @@ type Report struct {
 	Identity *Identity    `json:"identity,omitempty"`
 	Login    *Login       `json:"login,omitempty"`
 	Measure  *Measurement `json:"measure,omitempty"`
+	// ResolverLies is set when the DNS server answered falsely about names
+	// that certainly exist (checkResolver): its answers are not evidence.
+	ResolverLies *ResolverDoubt `json:"resolver_lies,omitempty"`
+	// Port25ByFamily counts the MX endpoints' verdicts over IPv4 and over
+	// IPv6 apart: networks often block one family and not the other.
+	Port25ByFamily []FamilyPort25 `json:"port25_by_family,omitempty"`
 	// Offline is set when no DNS server answered and no endpoint could be
 	// reached at all: the machine has no working network.
 	Offline bool     `json:"offline"`
@@ -88,8 +94,11 @@ type MXHost struct {
 
 // DNSError is a failed lookup in words and in kind.
 type DNSError struct {
-	Kind    string `json:"kind"` // nxdomain, nodata, servfail, refused, timeout, network, malformed
+	Kind    string `json:"kind"` // nxdomain, nodata, servfail, refused, timeout, network, malformed, lying_resolver
 	Message string `json:"message"`
+	// Seen is, for lying_resolver, what the resolver answered (nxdomain,
+	// nodata, or private for addresses no such host has).
+	Seen string `json:"seen,omitempty"`
 }
 
 // Relay is a submission server and its endpoints.
@@ -122,10 +131,17 @@ type Endpoint struct {
 	// ProblemDetail is its evidence: the server's words, or its first line.
 	ProblemKind   ProblemKind `json:"problem_kind,omitempty"`
 	ProblemDetail string      `json:"problem_detail,omitempty"`
-	// Evidence lists the observations behind an intercepted verdict or an
-	// interception note, strongest first.
+	// Evidence lists the observations behind an intercepted verdict,
+	// strongest first: the texts of its Signals that weigh for interception.
 	Evidence []string `json:"evidence,omitempty"`
 	Notes    []string `json:"notes,omitempty"`
+	// Signals are every observation for or against interception on this
+	// endpoint, each with its weight, so the verdict can be audited
+	// (design.md "Interception"; intercept.go has the rule).
+	Signals []Signal `json:"signals,omitempty"`
+	// Path is where port 25 stops on the way, for a filtered MX endpoint
+	// (trace.go).
+	Path *PathTrace `json:"path,omitempty"`
 
 	Banner     *smtpx.Reply      `json:"banner,omitempty"`
 	BannerHost string            `json:"banner_host,omitempty"`
@@ -170,7 +186,43 @@ type TLSInfo struct {
 	NotAfter    time.Time `json:"not_after"`
 	Verified    bool      `json:"verified"`
 	VerifyError string    `json:"verify_error,omitempty"`
+	// SHA256 is the leaf certificate's fingerprint (hex): the identity that
+	// ties one server's endpoints together across addresses and names.
+	SHA256 string `json:"sha256,omitempty"`
 }
+
+// Signal is one observation for or against interception.
+type Signal struct {
+	Kind   SignalKind `json:"kind"`
+	Weight Weight     `json:"weight"`
+	Text   string     `json:"text"`
+}
+
+// SignalKind names what was observed.
+type SignalKind string
+
+const (
+	SignalForeignCert      SignalKind = "foreign_certificate"  // the certificate names another host
+	SignalForeignBanner    SignalKind = "foreign_banner"       // the greeting names another host
+	SignalVerified         SignalKind = "verified_certificate" // a trusted certificate for the MX name
+	SignalConfirmed        SignalKind = "forward_confirmed"    // the foreign name resolves to the address that answered
+	SignalSameCert         SignalKind = "same_certificate"     // the certificate of a confirmed server
+	SignalSharedIdentity   SignalKind = "shared_identity"      // one unconfirmed identity answers for unrelated domains
+	SignalProviderMismatch SignalKind = "provider_identity"    // a known provider's MX answers as someone else
+	SignalTiming           SignalKind = "timing"               // port 25's handshake against another port's (timing.go)
+)
+
+// Weight is how much a Signal counts. The rule (design.md "Interception"):
+// an endpoint is intercepted when it has a Corroborating signal and no
+// Genuine one; Note signals never decide alone.
+type Weight string
+
+const (
+	WeightNote          Weight = "note"          // worth saying, decides nothing alone
+	WeightCorroborating Weight = "corroborating" // enough for intercepted, unless ruled out
+	WeightGenuine       Weight = "genuine"       // the real server answered: never intercepted
+	WeightNone          Weight = "none"          // measured, and says nothing either way
+)
 
 // Timings of one endpoint, from the start of its connect.
 type Timings struct {

@@ -40,6 +40,14 @@ var meaning = map[Verdict]string{
 	Failed:      "the connections failed",
 }
 
+// farMeaning is what a blocked port-25 verdict says when port 25 reached
+// other MX hosts from here over the same address families.
+var farMeaning = map[Verdict]string{
+	Filtered:    "port 25 reaches other MX hosts from here, so those hosts or their networks drop the connections, not yours",
+	Refused:     "port 25 reaches other MX hosts from here, so those hosts turn the connections down (nothing listens, or their firewall)",
+	Unreachable: "port 25 reaches other MX hosts from here, so the way to those hosts is broken, not your outbound port 25",
+}
+
 // CanSend reports whether some endpoint could take a message: a usable MX
 // on port 25 (not intercepted) or a usable relay port.
 func (r *Report) CanSend() bool {
@@ -56,8 +64,15 @@ func summarize(rep *Report) []string {
 	if rep.Offline {
 		return []string{"No DNS server answered and no server could be reached: this machine seems to be offline, or DNS is blocked. Check the network, or name a resolver with --resolver."}
 	}
+	if rep.ResolverLies != nil {
+		out = append(out, rep.ResolverLies.Text)
+	}
 	for _, d := range rep.Domains {
 		switch {
+		case d.DNSError != nil && d.DNSError.Kind == KindLyingResolver:
+			if !slices.Contains(rep.ResolverLies.Names, d.Name) {
+				out = append(out, fmt.Sprintf("%s: the same DNS server says it does not exist, which proves nothing (see above).", d.Name))
+			}
 		case d.DNSError != nil:
 			out = append(out, domainProblem(d))
 		case d.NullMX:
@@ -68,9 +83,20 @@ func summarize(rep *Report) []string {
 	}
 	if id := rep.Identity; id != nil {
 		out = append(out, identitySummary(id))
+		if id.IPv6 != nil {
+			out = append(out, identity6Summary(id.IPv6))
+		}
 	}
 	if s := mxSummary(rep); s != "" {
 		out = append(out, s)
+	}
+	if s := familySummary(rep); s != "" {
+		out = append(out, s)
+	}
+	for _, e := range rep.Endpoints() {
+		if e.Path != nil && (e.Path.Where == "local" || e.Path.Where == "hop") {
+			out = append(out, fmt.Sprintf("Port 25 to %s (%s): %s.", e.Host, e.Addr, e.Path.Text))
+		}
 	}
 	for _, r := range rep.Relays {
 		out = append(out, relaySummary(r))
@@ -118,12 +144,26 @@ func mxSummary(rep *Report) string {
 	if len(hosts) == 0 {
 		return ""
 	}
-	count := map[Verdict]int{}
+	reached := reachedFamilies(rep)
+	// A blocked host counts "far" when port 25 reached another MX host over
+	// a family this one was tried on: the same network let port 25 through,
+	// so the block is at that host or its network, not here (farEnd).
+	type key struct {
+		v   Verdict
+		far bool
+	}
+	count := map[key]int{}
+	far := map[Verdict][]string{}
 	usable, verified := 0, 0
 	var banners []string
 	for _, h := range hosts {
 		e := best[h]
-		count[e.Verdict]++
+		k := key{v: e.Verdict}
+		if blocked(e.Verdict) && farEnd(rep, h, reached) {
+			k.far = true
+			far[e.Verdict] = append(far[e.Verdict], h)
+		}
+		count[k]++
 		if e.Usable() {
 			usable++
 			if e.TLS != nil && e.TLS.Verified {
@@ -143,23 +183,24 @@ func mxSummary(rep *Report) string {
 		}
 		parts = append(parts, s)
 	}
-	if c := count[Open] - usable; c > 0 {
+	if c := count[key{v: Open}] - usable; c > 0 {
 		parts = append(parts, fmt.Sprintf("%d of %d MX hosts accept the connection but do not greet properly", c, n))
 	}
 	for _, v := range []Verdict{Intercepted, Filtered, Refused, Unreachable, Failed} {
-		c := count[v]
-		if c == 0 {
-			continue
+		if c := count[key{v: v}]; c > 0 {
+			s := fmt.Sprintf("port 25 is %s on %d of %d MX hosts: %s", v, c, n, meaning[v])
+			if v == Failed {
+				s = fmt.Sprintf("port 25 connections failed on %d of %d MX hosts", c, n)
+			}
+			if v == Intercepted {
+				slices.Sort(banners)
+				s += " (they all answer as " + strings.Join(slices.Compact(banners), ", ") + ")"
+			}
+			parts = append(parts, s)
 		}
-		s := fmt.Sprintf("port 25 is %s on %d of %d MX hosts: %s", v, c, n, meaning[v])
-		if v == Failed {
-			s = fmt.Sprintf("port 25 connections failed on %d of %d MX hosts", c, n)
+		if c := count[key{v: v, far: true}]; c > 0 {
+			parts = append(parts, fmt.Sprintf("port 25 is %s on %d of %d MX hosts (%s): %s", v, c, n, strings.Join(far[v], ", "), farMeaning[v]))
 		}
-		if v == Intercepted {
-			slices.Sort(banners)
-			s += " (they all answer as " + strings.Join(slices.Compact(banners), ", ") + ")"
-		}
-		parts = append(parts, s)
 	}
 	s := strings.Join(parts, "; ") + "."
 	return strings.ToUpper(s[:1]) + s[1:]

@@ -1,8 +1,10 @@
 package probe
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -70,6 +72,8 @@ func fillTLS(info *TLSInfo, cs tls.ConnectionState) {
 		return
 	}
 	leaf := cs.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	info.SHA256 = hex.EncodeToString(sum[:])
 	info.Names = certNames(leaf)
 	info.Subject = leaf.Subject.String()
 	info.Issuer = leaf.Issuer.String()

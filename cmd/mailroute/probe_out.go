@@ -31,7 +31,10 @@ var (
 // printReport writes the human report: grouped by target, then the summary.
 func printReport(w io.Writer, rep *probe.Report) {
 	if id := rep.Identity; id != nil {
-		printIdentity(w, id)
+		printIdentity(w, "this machine", id)
+		if id.IPv6 != nil {
+			printIdentity(w, "this machine over IPv6", id.IPv6)
+		}
 	}
 	for _, d := range rep.Domains {
 		bold.Fprintf(w, "%s", d.Name)
@@ -115,6 +118,9 @@ func printEndpoint(w io.Writer, e *probe.Endpoint, indent string) {
 	for _, n := range e.Notes {
 		fmt.Fprintf(w, "%snote: %s\n", in, n)
 	}
+	if e.Path != nil {
+		fmt.Fprintf(w, "%spath: %s\n", in, e.Path.Text)
+	}
 	if len(e.EHLO) > 0 && e.TLSMode != "implicit" {
 		fmt.Fprintf(w, "%sEHLO: %s\n", in, caps(e.EHLO))
 	}
@@ -159,8 +165,8 @@ func ms(d probe.Duration) string { return d.String() }
 
 // printIdentity shows what the internet thinks of this machine: the facts
 // receivers check before accepting mail sent directly from it.
-func printIdentity(w io.Writer, id *probe.Identity) {
-	bold.Fprintln(w, "this machine")
+func printIdentity(w io.Writer, title string, id *probe.Identity) {
+	bold.Fprintln(w, title)
 	if id.PublicIP == "" {
 		fmt.Fprintf(w, "  public address: %s\n", color.YellowString("unknown"))
 	} else {

@@ -24,6 +24,10 @@ var certNames = map[string][]string{
 	"mx":    {MXHost, BetaMX2Host, GammaDomain},
 	"relay": {RelayHost, RelayDomain},
 	"isp":   {ISPHost},
+	// The shared MX (sharedmx.go): one certificate for all its hosted domains, and the
+	// dual-stack MX's own.
+	"shared": {SharedMXHost},
+	"dual":   {DualMXHost},
 	// MTA-STS policy hosts (ServeMTASTS).
 	"sts": {"mta-sts." + AlphaDomain, "mta-sts." + BetaDomain, "mta-sts." + GammaDomain, "mta-sts." + DeltaDomain},
 }
