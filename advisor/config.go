@@ -28,6 +28,14 @@ func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, 
 		if rep.Identity != nil && rep.Identity.ConfirmedName != "" {
 			cfg.Helo = strings.TrimSuffix(rep.Identity.ConfirmedName, ".")
 		}
+		// Port 25 open over one family only: connect over that one, so
+		// no session waits out the other's timeouts.
+		switch open := port25Open(rep); {
+		case open["IPv6"] > 0 && open["IPv4"] == 0:
+			cfg.Direct.AddressFamily = send.FamilyIPv6
+		case open["IPv4"] > 0 && open["IPv6"] == 0 && port25Tried(rep, "IPv6"):
+			cfg.Direct.AddressFamily = send.FamilyIPv4
+		}
 	case send.ModeRelay:
 		if rep.Helo != "" && rep.Helo != "localhost" {
 			cfg.Helo = rep.Helo

@@ -23,9 +23,26 @@ func explainIdentity6(id *probe.Identity) []Finding {
 
 // ipv6Only: port 25 reached MX servers over IPv6 and none over IPv4.
 func ipv6Only(rep *probe.Report) bool {
+	open := port25Open(rep)
+	return open["IPv6"] > 0 && open["IPv4"] == 0
+}
+
+// port25Open counts the MX endpoints open on port 25, by family.
+func port25Open(rep *probe.Report) map[string]int {
 	open := map[string]int{}
 	for _, f := range rep.Port25ByFamily {
 		open[f.Family] = f.Open
 	}
-	return open["IPv6"] > 0 && open["IPv4"] == 0
+	return open
+}
+
+// port25Tried: MX endpoints of that family were probed (and none was open
+// if port25Open says 0): a family with no endpoints says nothing.
+func port25Tried(rep *probe.Report, family string) bool {
+	for _, f := range rep.Port25ByFamily {
+		if f.Family == family {
+			return f.Endpoints > 0
+		}
+	}
+	return false
 }

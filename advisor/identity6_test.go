@@ -40,8 +40,13 @@ func TestDecideJudgesTheIPv6IdentityWhenOnlyIPv6Works(t *testing.T) {
 		t.Errorf("the IPv4 identity judged where only IPv6 works: %+v", rec.Steps)
 	}
 	rep.Identity.IPv6 = good("2001:db8::7")
-	if rec := Decide(Input{Report: rep}); rec.Mode != send.ModeDirect || !strings.Contains(stepReason(rec, "identity"), "2001:db8::7") {
+	rec = Decide(Input{Report: rep})
+	if rec.Mode != send.ModeDirect || !strings.Contains(stepReason(rec, "identity"), "2001:db8::7") {
 		t.Errorf("a good IPv6 identity: mode %q, steps %+v", rec.Mode, rec.Steps)
+	}
+	// The config sends over the family that works.
+	if rec.Config == nil || rec.Config.Direct.AddressFamily != send.FamilyIPv6 {
+		t.Errorf("config direct %+v, want address_family ipv6", rec.Config)
 	}
 }
 

@@ -71,6 +71,10 @@ type Direct struct {
 	TLS              TLSMode `toml:"tls" doc:"\"opportunistic\", \"starttls\" (refuse plaintext) or \"none\"" default:"opportunistic"`
 	Port             int     `toml:"port" doc:"MX port; 25 everywhere on the internet, other values only for tests" default:"25"`
 	MaxMXHosts       int     `toml:"max_mx_hosts" doc:"MX hosts tried per domain before deferring" default:"5"`
+	// Networks often block port 25 over one address family and not the
+	// other (the probe's port25_by_family): the advisor writes the family
+	// that works, so no session waits out the other's timeouts.
+	AddressFamily string `toml:"address_family" doc:"which addresses of the MX hosts to connect to: \"any\" (IPv4 first, then IPv6), \"ipv4\" or \"ipv6\"; the advisor sets it when port 25 works over one family only" default:"any"`
 	// MTA-STS (RFC 8461) is honoured unless this is set: a domain that
 	// publishes an enforce policy gets its mail only over verified TLS to
 	// the MX hosts it names.
@@ -78,6 +82,13 @@ type Direct struct {
 	CAFile       string `toml:"ca_file" doc:"extra CA certificates (PEM) to trust, besides the system roots, for MTA-STS: the policy's HTTPS server and the MX certificates it requires"`
 	MTASTSCache  string `toml:"mta_sts_cache" doc:"directory that keeps MTA-STS policies between runs (RFC 8461 §5.1), so that a policy once seen cannot be stripped by an attacker" default:"~/.cache/mailroute/mta-sts ($XDG_CACHE_HOME if set)"`
 }
+
+// Address families for direct.address_family.
+const (
+	FamilyAny  = "any"
+	FamilyIPv4 = "ipv4"
+	FamilyIPv6 = "ipv6"
+)
 
 // Retry is the schedule for temporary failures.
 type Retry struct {

@@ -153,6 +153,9 @@ func (c *Config) ApplyDefaults() {
 	if d.Port == 0 {
 		d.Port = defaultDirectPort
 	}
+	if d.AddressFamily == "" {
+		d.AddressFamily = FamilyAny
+	}
 	if d.MaxMXHosts == 0 {
 		d.MaxMXHosts = defaultMaxMXHosts
 	}
@@ -335,6 +338,11 @@ func (v *validator) check(c *Config) {
 	case TLSOpportunistic, TLSStartTLS, TLSNone:
 	default:
 		v.fail("direct.tls", fmt.Sprintf("unknown tls mode %q", d.TLS), `use "opportunistic", "starttls" or "none"`)
+	}
+	switch d.AddressFamily {
+	case FamilyAny, FamilyIPv4, FamilyIPv6:
+	default:
+		v.fail("direct.address_family", fmt.Sprintf("unknown address family %q", d.AddressFamily), `use "any", "ipv4" or "ipv6"`)
 	}
 	v.intRange("direct.port", d.Port, 1, 65535, "25 is the only port MX hosts listen on")
 	v.intRange("direct.max_mx_hosts", d.MaxMXHosts, 1, 100, "5 is plenty; RFC 5321 §5.1 allows a limit")

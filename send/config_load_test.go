@@ -50,7 +50,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"implicit 465", "[relay]\nhost = \"h.example\"\ntls = \"implicit\"\n", func(c *Config) any { return c.Relay[0].Port }, 465},
 		{"auth none", "[relay]\nhost = \"h.example\"\n", func(c *Config) any { return c.Relay[0].Auth }, "none"},
 		{"auth plain", "[relay]\nhost = \"h.example\"\nusername = \"u\"\npassword_env = \"P\"\n", func(c *Config) any { return c.Relay[0].Auth }, "plain"},
-		{"direct", "mode = \"direct\"\n", func(c *Config) any { return c.Direct }, Direct{PerDomainThreads: 2, TLS: TLSOpportunistic, Port: 25, MaxMXHosts: 5}},
+		{"direct", "mode = \"direct\"\n", func(c *Config) any { return c.Direct }, Direct{PerDomainThreads: 2, TLS: TLSOpportunistic, Port: 25, MaxMXHosts: 5, AddressFamily: FamilyAny}},
 		{"retry", "mode = \"direct\"\n", func(c *Config) any { return c.Retry },
 			Retry{Attempts: 5, Backoff: Duration(30 * time.Second), MaxBackoff: Duration(10 * time.Minute), Within: Duration(30 * time.Minute), Unreachable: Duration(2 * time.Minute)}},
 		{"arrays", "[[relay]]\nhost = \"a.example\"\n[[relay]]\nhost = \"b.example\"\nport = 2525\n",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,6 +126,18 @@ func (c *mxCache) unread() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.unreadPolicies)
+}
+
+// familyWanted reports whether a is of the address family the config
+// asks for.
+func familyWanted(family string, a netip.Addr) bool {
+	switch family {
+	case FamilyIPv4:
+		return a.Unmap().Is4()
+	case FamilyIPv6:
+		return a.Is6() && !a.Is4In6()
+	}
+	return true
 }
 
 // resolverDown reports whether err says the resolver itself could not be
@@ -433,7 +446,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 	}
 	var live, dead []cand
 	var unlisted []string // MX hosts the policy does not name
-	hosts := 0
+	hosts, skipped := 0, 0 // skipped: addresses of the family not wanted
 	for _, h := range mx.Hosts {
 		if policy != nil && !policy.Matches(h.Host) {
 			unlisted = append(unlisted, h.Host)
@@ -449,6 +462,10 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			continue
 		}
 		for _, a := range h.Addrs {
+			if !familyWanted(e.cfg.Direct.AddressFamily, a) {
+				skipped++
+				continue
+			}
 			c := cand{h.Host, net.JoinHostPort(a.String(), port)}
 			if e.dead.isDead(c.addr, e.now()) {
 				dead = append(dead, c)
@@ -502,6 +519,9 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		}
 	}
 	if last == nil {
+		if skipped > 0 {
+			return nil, &result{state: StateDeferred, reason: fmt.Sprintf("no MX host has an %s address (direct.address_family)", e.cfg.Direct.AddressFamily)}
+		}
 		return nil, &result{state: StateDeferred, reason: "no MX host has an address"}
 	}
 	if tried > 0 && permanent == tried {

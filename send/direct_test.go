@@ -236,3 +236,37 @@ func TestDeadHostsAreTriedLast(t *testing.T) {
 		t.Errorf("bound: %d entries", len(d.until))
 	}
 }
+
+// TestDirectAddressFamily: an MX with an A and an AAAA address, where only
+// the IPv4 one has a server: direct.address_family picks which is used.
+func TestDirectAddressFamily(t *testing.T) {
+	for _, c := range []struct {
+		family   string
+		want     State
+		sessions bool
+		reason   string
+	}{
+		{FamilyAny, StateSent, true, ""},
+		{FamilyIPv4, StateSent, true, ""},
+		{FamilyIPv6, StateDeferred, false, ""},
+	} {
+		t.Run(c.family, func(t *testing.T) {
+			f := newFakeServer(t, nil, false)
+			d := newFakeDNS(t)
+			d.Add("fam.test. 60 IN MX 10 mx.fam.test.", "mx.fam.test. 60 IN A 127.0.0.1", "mx.fam.test. 60 IN AAAA ::1")
+			m := directMailing(t, f, d, "a@fam.test")
+			m.cfg.Direct.AddressFamily = c.family
+			m.cfg.Retry.Attempts = 1
+			if _, err := m.run(t); err != nil {
+				t.Fatal(err)
+			}
+			rec := m.record(t, "a@fam.test")
+			f.mu.Lock()
+			sessions := f.sessions
+			f.mu.Unlock()
+			if rec.State != c.want || (sessions > 0) != c.sessions || !strings.Contains(rec.Reason, c.reason) {
+				t.Errorf("%s: %s %q, %d sessions; want %s with %q", c.family, rec.State, rec.Reason, sessions, c.want, c.reason)
+			}
+		})
+	}
+}
