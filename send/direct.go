@@ -445,7 +445,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		addr string
 	}
 	var live, dead []cand
-	var unlisted []string // MX hosts the policy does not name
+	var unlisted []string  // MX hosts the policy does not name
 	hosts, skipped := 0, 0 // skipped: addresses of the family not wanted
 	for _, h := range mx.Hosts {
 		if policy != nil && !policy.Matches(h.Host) {
