@@ -85,22 +85,32 @@ func (p *Prober) trace(ctx context.Context, e *Endpoint) *PathTrace {
 	if err != nil {
 		return nil
 	}
-	// The comparison ports are tried at once (each silent one costs half a
-	// timeout); the first in timingPorts' order that answers is used.
+	// The comparison ports are tried at once, within a quarter of the
+	// timeout, and the first that answers is used: the trace must keep a
+	// probe of filtered hosts within its timeout plus a second (README,
+	// Figures), and a port that answers at all answers fast.
 	ports := p.timingPorts()
-	rtts, oks := make([]time.Duration, len(ports)), make([]bool, len(ports))
-	var hw sync.WaitGroup
-	for i, port := range ports {
-		hw.Go(func() { rtts[i], oks[i] = p.handshake(ctx, e.Addr, port) })
+	type answer struct {
+		port int
+		rtt  time.Duration
+		ok   bool
 	}
-	hw.Wait()
+	answers := make(chan answer, len(ports))
+	cctx, cancel := context.WithTimeout(ctx, p.Timeout/4)
+	for _, port := range ports {
+		go func() {
+			rtt, ok := p.handshake(cctx, e.Addr, port)
+			answers <- answer{port, rtt, ok}
+		}()
+	}
 	cmp, rtt := 0, time.Duration(0)
-	for i, ok := range oks {
-		if ok {
-			cmp, rtt = ports[i], rtts[i]
+	for range ports {
+		if a := <-answers; a.ok {
+			cmp, rtt = a.port, a.rtt
 			break
 		}
 	}
+	cancel()
 	if cmp == 0 {
 		return &PathTrace{Where: "undetermined", Text: "no other port of this address answers, so there is nothing to compare port 25's path with"}
 	}
