@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,9 @@ func TestAdvisePasswordPrompt(t *testing.T) {
 	}
 	defer tty.Close()
 
-	var out bytes.Buffer
+	// out is written by the reader and read by the test (also on its
+	// timeout paths, while the reader may still write): locked.
+	var out lockedBuffer
 	done := make(chan error, 1)
 	prompted := make(chan struct{})
 	go func() {
@@ -79,7 +82,7 @@ func TestAdvisePasswordPrompt(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
-	text := out.String()
+	text := out.String() // the reader may still run if it timed out: hence the lock
 	if strings.Contains(text, "s3cret-typed") {
 		t.Errorf("the typed password was echoed or printed:\n%s", text)
 	}
@@ -87,4 +90,22 @@ func TestAdvisePasswordPrompt(t *testing.T) {
 	if !errors.As(werr, &ee) || ee.ExitCode() != 1 || !strings.Contains(text, "offline") {
 		t.Errorf("exit %v, want 1 (offline):\n%s", werr, text)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and one reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
