@@ -55,7 +55,7 @@ type Counts struct {
 	Deferred int `json:"deferred"`
 	Failed   int `json:"failed"`
 	Unknown  int `json:"unknown"`
-	Pending  int `json:"pending"` // not tried (interrupted run)
+	Pending  int `json:"pending"` // not sent yet: not tried, or held back by a refusal that is not the recipient's fault
 }
 
 func (c *Counts) add(s State, n int) {
@@ -247,7 +247,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "%d recipients: %d sent, %d deferred, %d failed, %d unknown", r.Recipients, c.Sent, c.Deferred, c.Failed, c.Unknown)
 	if c.Pending > 0 {
-		fmt.Fprintf(&b, ", %d not tried", c.Pending)
+		// Pending: not sent yet, whether never tried or held back by a
+		// refusal that was not the recipient's fault (see refusals).
+		fmt.Fprintf(&b, ", %d pending", c.Pending)
 	}
 	b.WriteString("\n")
 	t := r.ThisRun
@@ -308,7 +310,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			what = append(what, fmt.Sprintf("%d deferred", c.Deferred))
 		}
 		if c.Pending > 0 {
-			what = append(what, fmt.Sprintf("%d not tried", c.Pending))
+			what = append(what, fmt.Sprintf("%d pending", c.Pending))
 		}
 		fmt.Fprintf(&b, "run the same command again to send to the %s", strings.Join(what, " and "))
 		if r.NextRetry != nil && r.NextRetry.After(r.Finished) {

@@ -33,8 +33,8 @@ func TestReportTextAndJSON(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"6 recipients: 1 sent, 1 deferred, 2 failed, 1 unknown, 1 not tried",
-		"run the same command again to send to the 1 deferred and 1 not tried",
+		"6 recipients: 1 sent, 1 deferred, 2 failed, 1 unknown, 1 pending",
+		"run the same command again to send to the 1 deferred and 1 pending",
 		"best after",
 		"add --retry-unknown",
 		"journal: list.csv.journal",
