@@ -223,6 +223,9 @@ func TestLabUnreachableRelay(t *testing.T) {
 			if took > tc.bound {
 				t.Errorf("the run took %s, want it bounded by retry.unreachable (6s)", took)
 			}
+			if tc.name == "nxdomain" && !strings.Contains(rep.Hint, "does not exist in DNS") {
+				t.Errorf("hint %q does not say the name does not exist", rep.Hint)
+			}
 			t.Logf("%s: ended in %s: %s", tc.name, took.Round(10*time.Millisecond), rep.Error)
 		})
 	}

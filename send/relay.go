@@ -3,7 +3,9 @@ package send
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -320,10 +322,18 @@ func relayHint(se *smtpx.Error, relay string) string {
 		return "check the relay's tls mode and ca_file; " + probe + " shows its certificate"
 	case se.Command == "MAIL":
 		return "the relay refuses the sender: set from to an address the relay lets you use"
+	case se.Command == "connect" && isNotFound(se):
+		return "the relay's host name does not exist in DNS: check host in the config for a typo; " + probe + " looks it up"
 	case se.Command == "connect" || se.Command == "greeting" || se.Command == "EHLO":
 		return "the relay could not be reached or would not talk: " + probe + " tells why"
 	}
 	return "recipients not tried are sent by running the same command again"
+}
+
+// isNotFound reports whether se is a host name that does not exist.
+func isNotFound(se *smtpx.Error) bool {
+	var de *net.DNSError
+	return errors.As(se, &de) && de.IsNotFound
 }
 
 // sleep waits d, or less if the run is stopped; it reports whether the
