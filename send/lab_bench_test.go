@@ -143,3 +143,33 @@ func BenchmarkLabSinkMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLabDistance: the same comparison at internet distance, through
+// the lab's delay proxy (50 ms round trip) to smtp-sink, 10 sessions, 2 KB
+// messages: what a user feels with a real relay (issue #12). With DATA a
+// message costs a round trip at least; the figures are the baseline for
+// RFC 3030 BDAT pipelining.
+func BenchmarkLabDistance(b *testing.B) {
+	const n, sessions, size = 1000, 10, 2048
+	const farAddr = "127.0.7.2"
+	l := lab.Start(b, lab.Options{ExtraDNS: []string{"host-record=sink.example," + farAddr}})
+	startSink(b, l)
+	l.DelayProxy(b, farAddr+":25", sinkAddr+":25", 25*time.Millisecond)
+	for b.Loop() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		start := time.Now()
+		src := l.Command(ctx, "/usr/sbin/smtp-source", "-d", "-s", strconv.Itoa(sessions), "-m", strconv.Itoa(n),
+			"-l", strconv.Itoa(size), "-f", "bench@relay.example", "-t", "r@sink.example", farAddr+":25")
+		if out, err := src.CombinedOutput(); err != nil {
+			b.Fatalf("smtp-source: %v %s", err, out)
+		}
+		srcTook := time.Since(start)
+		cancel()
+		m := sinkMailing(b, n, sessions, size)
+		took, _, _ := runSink(b, l, m)
+		srcRate, ourRate := float64(n)/srcTook.Seconds(), float64(n)/took.Seconds()
+		b.ReportMetric(srcRate, "smtp-source-msg/s")
+		b.ReportMetric(ourRate, "mailroute-msg/s")
+		b.ReportMetric(ourRate/srcRate, "ratio")
+	}
+}
