@@ -222,19 +222,30 @@ func (l *Limiter) done(at, countedAt time.Time) {
 		countedAt = at
 	}
 	l.insert(countedAt)
-	if l.ledger != nil && l.ledger.lock() == nil {
-		// The slot's record moves to the count time: a cancel and a new
-		// record. Best effort: if it cannot be written the slot's own
-		// time stays, a little early.
-		if ev, err := l.ledger.readNew(); err == nil {
-			l.merge(ev)
-		}
-		if l.ledger.write(-at.UnixNano(), false) == nil {
-			_ = l.ledger.write(countedAt.UnixNano(), false)
-		}
-		l.ledger.unlock()
-	}
+	// The slot's record moves to the count time: a cancel and a new
+	// record. Not synced: lost in a crash, the slot's own, slightly
+	// earlier, time stays.
+	l.record(false, -at.UnixNano(), countedAt.UnixNano())
 	l.signal()
+}
+
+// record appends records to the ledger (best effort: a record that cannot
+// be written leaves the ledger on the safe side, a slot counted or counted
+// early). What other runs wrote meanwhile is read first, so that ours are
+// appended past it. Called with mu held.
+func (l *Limiter) record(durable bool, values ...int64) {
+	if l.ledger == nil || l.ledger.lock() != nil {
+		return
+	}
+	defer l.ledger.unlock()
+	if ev, err := l.ledger.readNew(); err == nil {
+		l.merge(ev)
+	}
+	for _, v := range values {
+		if l.ledger.write(v, durable) != nil {
+			return
+		}
+	}
 }
 
 // remove drops this run's open event at at.
@@ -261,16 +272,7 @@ func (l *Limiter) cancel(at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.remove(at)
-	if l.ledger != nil && l.ledger.lock() == nil {
-		// Best effort: a cancel that cannot be written leaves the slot
-		// counted, the safe side. What other runs wrote meanwhile is read
-		// first, so that the cancel record is appended past it.
-		if ev, err := l.ledger.readNew(); err == nil {
-			l.merge(ev)
-		}
-		_ = l.ledger.write(-at.UnixNano(), true)
-		l.ledger.unlock()
-	}
+	l.record(true, -at.UnixNano())
 	l.signal()
 }
 
@@ -316,7 +318,7 @@ func (l *Limiter) prune(now time.Time) {
 	}
 }
 
-// sync reads what other runs wrote to the ledger since the last look.
+// syncLocked reads what other runs wrote to the ledger since the last look.
 // Called with mu held and the ledger locked.
 func (l *Limiter) syncLocked() error {
 	if l.ledger == nil {
@@ -466,23 +468,6 @@ func (s Set) unlock(n int) {
 		}
 		s[i].mu.Unlock()
 	}
-}
-
-// Next is when the next message may go by every limiter of s (the zero
-// time: now), and what holds it; for plans (a dry run's estimate).
-func (s Set) Next() (time.Time, Hold) {
-	var latest time.Time
-	var hold Hold
-	for _, l := range s {
-		l.mu.Lock()
-		l.prune(l.now())
-		at, h, _ := l.next(l.now())
-		l.mu.Unlock()
-		if at.After(latest) {
-			latest, hold = at, h
-		}
-	}
-	return latest, hold
 }
 
 // Used is how many messages each limit of l already counts now: what
