@@ -152,14 +152,8 @@ func resolverDown(err error) bool {
 // answer, and ends the run when it has not answered for retry.unreachable.
 func (e *Engine) resolverFailing(err error) {
 	now := e.now()
-	e.mu.Lock()
-	if e.dnsSince.IsZero() {
-		e.dnsSince = now
-	}
-	deadline := e.dnsSince.Add(time.Duration(e.cfg.Retry.Unreachable))
-	first := !e.dnsSaid
-	e.dnsSaid = true
-	e.mu.Unlock()
+	// One notice for the resolver, whatever the domain asked about.
+	deadline, first := e.resolverOut.failed(now, time.Duration(e.cfg.Retry.Unreachable), "resolver")
 	if !now.Before(deadline) {
 		e.fail(&Error{Err: fmt.Errorf("the DNS resolver does not answer: %w", err),
 			Hint: "check the resolver in the config or /etc/resolv.conf ('mailroute probe' tells what DNS does); recipients not sent are still pending"})
@@ -168,12 +162,6 @@ func (e *Engine) resolverFailing(err error) {
 	if first && e.opts.Notify != nil {
 		e.opts.Notify(fmt.Sprintf("%v; recipients wait (pending) until it answers, the run ends at %s if it does not (retry.unreachable)", err, when(deadline, now)))
 	}
-}
-
-func (e *Engine) resolverOK() {
-	e.mu.Lock()
-	e.dnsSince = time.Time{}
-	e.mu.Unlock()
 }
 
 func isTemporaryDNS(err error) bool {
@@ -333,10 +321,11 @@ func (e *Engine) directWorker(ctx context.Context) {
 			return
 		}
 		j.target = j.rcpt.Domain
-		if v, _ := e.refusals.paused(j.target, true); v != nil {
+		if v, _ := e.refusals.paused(j.target); v != nil {
 			// The domain's MX refused the sender too often: the recipient
 			// waits for a re-run, unasked.
 			tok.Cancel()
+			e.refusals.hold(j.target, v)
 			j.rec.Reason = e.sentence(j.target, v)
 			e.putBack(j)
 			continue
@@ -357,7 +346,7 @@ func (e *Engine) directWorker(ctx context.Context) {
 			e.putBack(j)
 			continue
 		} else if err == nil {
-			e.resolverOK()
+			e.resolverOut.ok()
 		}
 		if r := mxResult(mx, err); r != nil {
 			tok.Cancel()

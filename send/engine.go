@@ -140,12 +140,12 @@ type Engine struct {
 	retry  *retryQueue
 	active sync.WaitGroup // jobs taken from the list and not settled
 
-	mu       sync.Mutex
-	fatal    *Error
-	dnsSince time.Time // direct mode: since when the resolver has not answered
-	dnsSaid  bool
-	tally    *tally
-	rnd      *rand.Rand
+	mu    sync.Mutex
+	fatal *Error
+	// resolverOut: direct mode, since when the DNS resolver has not answered.
+	resolverOut outage
+	tally       *tally
+	rnd         *rand.Rand
 
 	progress progressCounters
 }

@@ -162,13 +162,10 @@ func (e *Engine) holdBack(j *job, res result) {
 	if j.firstTry.IsZero() {
 		j.firstTry = now
 	}
-	rec := &j.rec
-	if rec.State == StateSending {
-		rec.Attempts-- // the attempt does not count against the recipient
-	}
-	v, _ := e.refusals.paused(j.target, false)
-	rec.State, rec.Reason, rec.NextAt = StatePending, res.reason, time.Time{}
-	e.journal.Put(j.rcpt.Line, *rec)
+	j.rec.Reason, j.rec.NextAt = res.reason, time.Time{}
+	// Recorded before the retry queue may hand the job to another worker.
+	e.markPending(j)
+	v, _ := e.refusals.paused(j.target)
 	delay := e.backoff(j.tries)
 	if v == nil && !res.se.Permanent && e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts &&
 		now.Add(delay).Sub(j.firstTry) <= time.Duration(e.cfg.Retry.Within) && e.retry.push(j, now.Add(delay)) {
@@ -176,13 +173,20 @@ func (e *Engine) holdBack(j *job, res result) {
 		return
 	}
 	e.refusals.hold(j.target, res.verdict)
-	e.finish(j, StatePending, rec.Reason)
+	e.finish(j, StatePending, j.rec.Reason)
 }
 
 // putBack returns a job the run could not try: it is recorded pending
 // again (the attempt never reached the recipient, whatever data_sent
 // record it had) and a re-run sends it.
 func (e *Engine) putBack(j *job) {
+	e.markPending(j)
+	e.finish(j, j.rec.State, j.rec.Reason)
+}
+
+// markPending records j pending again, its attempt uncharged, unless it
+// has an outcome already.
+func (e *Engine) markPending(j *job) {
 	j.recorded, j.marked = false, false
 	if j.rec.State == StateSending {
 		j.rec.Attempts--
@@ -191,7 +195,6 @@ func (e *Engine) putBack(j *job) {
 		j.rec.State = StatePending
 		e.journal.Put(j.rcpt.Line, j.rec)
 	}
-	e.finish(j, j.rec.State, j.rec.Reason)
 }
 
 // finish counts j's outcome for this run and lets it go.

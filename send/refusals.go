@@ -37,7 +37,6 @@ type breaker struct {
 	row  int              // held refusals in a row
 	open *replies.Verdict // set: the target is left alone for the run
 	err  *smtpx.Error     // the refusal that opened it
-	held int              // recipients left pending because of it
 }
 
 type refusalKey struct {
@@ -128,20 +127,14 @@ func (b *breakers) ok(target string) {
 	}
 }
 
-// paused returns the verdict that opened target's breaker, or nil; a
-// caller that holds a recipient back because of it says so with held.
-func (b *breakers) paused(target string, held bool) (*replies.Verdict, *smtpx.Error) {
+// paused returns the verdict that opened target's breaker and the refusal
+// that did, or nil: the target is left alone for the run.
+func (b *breakers) paused(target string) (*replies.Verdict, *smtpx.Error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	br := b.by[target]
 	if br == nil || br.open == nil {
 		return nil, nil
-	}
-	if held {
-		br.held++
-		if r := b.seen[refusalKey{target, br.open.Cause + "/" + string(br.open.Fault)}]; r != nil {
-			r.Held++
-		}
 	}
 	return br.open, br.err
 }

@@ -30,7 +30,7 @@ func TestBreakerOpensAfterHeldRefusalsInARow(t *testing.T) {
 	if b.refused("a.example", v, dmarc) {
 		t.Fatal("opened after 2 in a row")
 	}
-	if p, _ := b.paused("a.example", false); p != nil {
+	if p, _ := b.paused("a.example"); p != nil {
 		t.Fatal("paused after 2 in a row")
 	}
 	if !b.refused("a.example", v, dmarc) {
@@ -39,10 +39,12 @@ func TestBreakerOpensAfterHeldRefusalsInARow(t *testing.T) {
 	if b.refused("a.example", v, dmarc) {
 		t.Fatal("opened twice")
 	}
-	if p, se := b.paused("a.example", true); p == nil || se != dmarc {
+	p, se := b.paused("a.example")
+	if p == nil || se != dmarc {
 		t.Fatal("not paused after opening")
 	}
-	if p, _ := b.paused("b.example", false); p != nil {
+	b.hold("a.example", p) // a recipient held back, unasked
+	if p, _ := b.paused("b.example"); p != nil {
 		t.Fatal("another target paused")
 	}
 	rep := b.report()

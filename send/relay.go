@@ -27,10 +27,8 @@ type relayTarget struct {
 
 	mu   sync.Mutex
 	down *smtpx.Error // set once: the relay cannot be used in this run
-	// since is when the relay stopped letting sessions open (zero: it
-	// lets them); said holds the failures already told to the user.
-	since time.Time
-	said  map[string]bool
+	// unreachable: since when the relay has let no session open.
+	unreachable outage
 }
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
@@ -130,9 +128,7 @@ func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, er
 		}
 		s, err := dial(ctx, &t.spec)
 		if err == nil {
-			t.mu.Lock()
-			t.since = time.Time{}
-			t.mu.Unlock()
+			t.unreachable.ok()
 			return s, nil
 		}
 		se := smtpx.Classify("connect", err)
@@ -140,12 +136,12 @@ func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, er
 			return nil, se
 		}
 		now := e.now()
-		deadline := t.failing(now).Add(time.Duration(e.cfg.Retry.Unreachable))
+		deadline, first := t.unreachable.failed(now, time.Duration(e.cfg.Retry.Unreachable), se.Error())
 		if se.Permanent || !now.Before(deadline) {
 			t.markDown(se)
 			return nil, se
 		}
-		if t.first(se.Error()) && e.opts.Notify != nil {
+		if first && e.opts.Notify != nil {
 			e.opts.Notify(fmt.Sprintf("relay %s: %s; trying again until %s (retry.unreachable)", t.name, se, when(deadline, now)))
 		}
 		if !e.sleep(ctx, min(connectBackoff(n), deadline.Sub(now))) {
@@ -158,30 +154,6 @@ func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, er
 // to 15 s, so a relay back from a restart is found within seconds.
 func connectBackoff(n int) time.Duration {
 	return min(time.Second<<min(n-1, 4), 15*time.Second)
-}
-
-// failing returns since when the relay has let no session open.
-func (t *relayTarget) failing(now time.Time) time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.since.IsZero() {
-		t.since = now
-	}
-	return t.since
-}
-
-// first reports whether msg is a failure not yet told to the user.
-func (t *relayTarget) first(msg string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.said == nil {
-		t.said = map[string]bool{}
-	}
-	if t.said[msg] || len(t.said) >= 10 {
-		return false
-	}
-	t.said[msg] = true
-	return true
 }
 
 // relayWorker carries messages over one session to t at a time.
@@ -259,7 +231,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			tok.Done(e.now())
 			e.counted(t.name, &res)
 			if res.held {
-				if v, se := e.refusals.paused(t.name, false); v != nil {
+				if v, se := e.refusals.paused(t.name); v != nil {
 					t.markDown(se) // a breaker opened: the relay is left alone
 				}
 			}
@@ -298,7 +270,7 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 	}
 	e.putBack(j)
 	se := smtpx.Classify("connect", err)
-	if v, _ := e.refusals.paused(t.name, false); v != nil {
+	if v, _ := e.refusals.paused(t.name); v != nil {
 		e.fail(&Error{
 			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), breakerAfter, se),
 			Hint: v.Fix + "; recipients not sent are still pending: run the same command again once it is mended",
