@@ -1,12 +1,15 @@
 package send
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"net/mail"
 	"net/url"
 	"strings"
 	"text/template"
+
+	"github.com/emersion/go-message/textproto"
 )
 
 // Unsubscribe is how recipients leave the list: the List-Unsubscribe header
@@ -188,4 +191,20 @@ func templateSample(s string) string {
 		b.WriteString("x")
 		s = s[i+j+2:]
 	}
+}
+
+// HasOneClick reports whether a rendered message has both RFC 8058 header
+// fields: List-Unsubscribe with an https URI, and List-Unsubscribe-Post
+// saying List-Unsubscribe=One-Click. Folded fields are read unfolded
+// (RFC 5322 §2.2.3), as receivers read them.
+func HasOneClick(msg []byte) bool {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		return false
+	}
+	unfold := func(v string) string {
+		return strings.ToLower(strings.NewReplacer("\r\n", "", "\n", "").Replace(v))
+	}
+	return strings.Contains(unfold(h.Get("List-Unsubscribe")), "<https://") &&
+		strings.Contains(unfold(h.Get("List-Unsubscribe-Post")), "list-unsubscribe=one-click")
 }

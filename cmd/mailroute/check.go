@@ -323,26 +323,8 @@ func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing,
 	}
 	m.from = r.From
 	m.envelope = firstNonEmpty(cfg.From, r.From)
-	m.unsubscribe = hasOneClick(r.Data)
+	m.unsubscribe = send.HasOneClick(r.Data)
 	return m, nil
-}
-
-// hasOneClick reports whether a rendered message has both RFC 8058 header
-// fields: List-Unsubscribe with an https URI and List-Unsubscribe-Post.
-func hasOneClick(msg []byte) bool {
-	head, _, _ := strings.Cut(string(msg), "\r\n\r\n")
-	// Unfold (RFC 5322 §2.2.3): a line break before a space or tab.
-	head = strings.ToLower(strings.NewReplacer("\r\n ", " ", "\r\n\t", " ").Replace(head))
-	var lu, post bool
-	for _, l := range strings.Split(head, "\r\n") {
-		switch {
-		case strings.HasPrefix(l, "list-unsubscribe:") && strings.Contains(l, "<https://"):
-			lu = true
-		case strings.HasPrefix(l, "list-unsubscribe-post:") && strings.Contains(l, "list-unsubscribe=one-click"):
-			post = true
-		}
-	}
-	return lu && post
 }
 
 // listCounts is the list's recipients by domain.

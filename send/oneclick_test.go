@@ -1,0 +1,41 @@
+package send
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestHasOneClick reads what send renders, long (folded) fields included.
+func TestHasOneClick(t *testing.T) {
+	msg := filepath.Join(t.TempDir(), "m.txt")
+	if err := os.WriteFile(msg, []byte("From: a@shop.example\nSubject: s\n\nb\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	long := "https://unsubscribe.shop.example/" + strings.Repeat("path/", 20) + "?id={{.id}}"
+	for _, tt := range []struct {
+		u    *Unsubscribe
+		want bool
+	}{
+		{nil, false},
+		{&Unsubscribe{Mailto: "leave@shop.example"}, false},
+		{&Unsubscribe{URL: "https://shop.example/u?id={{.id}}"}, true},
+		{&Unsubscribe{URL: long, Mailto: "leave-with-a-long-name@unsubscribe.shop.example?subject={{.id}}"}, true},
+	} {
+		tmpl, err := LoadTemplate(msg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tmpl.SetUnsubscribe(tt.u); err != nil {
+			t.Fatal(err)
+		}
+		r, err := tmpl.Render(&Recipient{Email: "x@y.example", Addr: "x@y.example", Domain: "y.example", Fields: map[string]string{"id": "1"}}, RenderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := HasOneClick(r.Data); got != tt.want {
+			t.Errorf("%+v: HasOneClick = %v, want %v\n%s", tt.u, got, tt.want, r.Data)
+		}
+	}
+}
