@@ -285,7 +285,7 @@ func (e *Engine) schedule() {
 			case e.jobs <- j:
 				continue
 			case <-e.soft.Done():
-				e.finish(j, StateDeferred, j.rec.Reason)
+				e.finish(j, j.rec.State, j.rec.Reason) // deferred, or pending when a refusal held it back
 			}
 		}
 		if e.soft.Err() != nil {
@@ -295,7 +295,7 @@ func (e *Engine) schedule() {
 			q.mu.Unlock()
 			for _, j := range left {
 				e.progress.retrying.Add(-1)
-				e.finish(j, StateDeferred, j.rec.Reason)
+				e.finish(j, j.rec.State, j.rec.Reason) // deferred, or pending when a refusal held it back
 			}
 			return
 		}

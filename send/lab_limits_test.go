@@ -285,3 +285,23 @@ func TestLabSIGTERMDrains(t *testing.T) {
 		t.Fatalf("after SIGTERM: interrupted %v counts %+v", rep.Interrupted, rep.Counts)
 	}
 }
+
+// TestLabRelayRefusesFasterThanRate: a case the issue does not name. The
+// config's rate (20/10s) is above what the relay allows (5 per 10 s): the
+// relay's refusals are not the recipients' fault, so after a few the
+// relay is left alone and the run ends at once, saying why (it hung,
+// silent, until this test was written), with nothing failed.
+func TestLabRelayRefusesFasterThanRate(t *testing.T) {
+	l := lab.Start(t, lab.Options{RelayMsgRateLimit: 5, RelayRateWindow: 10 * time.Second})
+	m := newLabMailing(t, relayConfig(l, "threads = 2\nrate = \"20/10s\"", ""), addrs(20, lab.AlphaDomain, "r"))
+	rep, code, stderr := m.runFull(t, l)
+	if code != 1 || rep.Counts.Sent != 5 || rep.Counts.Failed != 0 || rep.Counts.Pending+rep.Counts.Deferred != 15 {
+		t.Fatalf("exit %d counts %+v error %q\n%s", code, rep.Counts, rep.Error, stderr)
+	}
+	if rep.Counts.Deferred != 0 {
+		t.Errorf("%d recipients reported deferred: a refusal that held them back leaves them pending", rep.Counts.Deferred)
+	}
+	if !strings.Contains(rep.Error, "left alone for this run") || !strings.Contains(rep.Hint, "lower the rate") {
+		t.Errorf("error %q hint %q: not why the run ended", rep.Error, rep.Hint)
+	}
+}

@@ -116,15 +116,24 @@ func (e *Engine) slot(set quota.Set) *quota.Token {
 }
 
 // workerGone is called as each worker ends. When the last one ends while
-// the run still has recipients, a limit held them all back past
-// --max-wait (or a relay went down, which has failed the run already):
-// the run stops with the time to run it again.
+// the run still has recipients (in the list or waiting for a retry),
+// nothing else would end the run: it stops, saying why. Either a limit
+// held every worker back past --max-wait (the time to run again), or every
+// relay went down (its error; a worker that met it with a recipient in
+// hand has failed the run already, one whose recipient was held back by a
+// refusal has not).
 func (e *Engine) workerGone() {
 	if e.live.Add(-1) > 0 || e.soft.Err() != nil {
 		return
 	}
 	tl := e.hold.tooLongErr()
 	if tl == nil {
+		for _, t := range e.relays {
+			if err := t.isDown(); err != nil {
+				e.fail(e.relayDown(t, err))
+				return
+			}
+		}
 		return
 	}
 	e.fail(&Error{

@@ -269,18 +269,20 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 		}
 	}
 	e.putBack(j)
+	e.fail(e.relayDown(t, err))
+}
+
+// relayDown is the run's error when relay t cannot be used: the refusals
+// that opened its breaker, in words, or the failure that took it down.
+func (e *Engine) relayDown(t *relayTarget, err error) *Error {
 	se := smtpx.Classify("connect", err)
 	if v, _ := e.refusals.paused(t.name); v != nil {
-		e.fail(&Error{
+		return &Error{
 			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), breakerAfter, se),
 			Hint: v.Fix + "; recipients not sent are still pending: run the same command again once it is mended",
-		})
-		return
+		}
 	}
-	e.fail(&Error{
-		Err:  fmt.Errorf("relay %s: %w", t.name, se),
-		Hint: relayHint(se, t.name),
-	})
+	return &Error{Err: fmt.Errorf("relay %s: %w", t.name, se), Hint: relayHint(se, t.name)}
 }
 
 func relayHint(se *smtpx.Error, relay string) string {
