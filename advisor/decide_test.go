@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
 	"github.com/mailroute/mailroute/send"
 )
@@ -16,8 +16,8 @@ import (
 // the decision table is a report built by hand. Names are under .invalid
 // and addresses in the documentation ranges.
 
-func greet(host string) *smtpx.Reply {
-	return &smtpx.Reply{Code: 220, Lines: []string{host + " ESMTP"}}
+func greet(host string) *smtpclient.Reply {
+	return &smtpclient.Reply{Code: 220, Lines: []string{host + " ESMTP"}}
 }
 
 func mxEnd(host string, v probe.Verdict) *probe.Endpoint {

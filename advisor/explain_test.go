@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
 )
 
@@ -314,7 +314,7 @@ func TestExplainReadable(t *testing.T) {
 	add(rep(nil, nil, &probe.Identity{PublicIP: "198.51.100.7"}))
 	r := rep(nil, map[int]probe.Verdict{465: probe.Open}, nil)
 	r.Relays[0].Ends[0].Problem, r.Relays[0].Ends[0].ProblemKind, r.Relays[0].Ends[0].ProblemDetail = "the server refuses service at greeting: 554 no", probe.ProblemGreetingRefused, "554 no"
-	r.Relays[0].Ends[0].Banner = &smtpx.Reply{Code: 554}
+	r.Relays[0].Ends[0].Banner = &smtpclient.Reply{Code: 554}
 	add(r)
 	for _, f := range all {
 		if len(f.Title) > 100 || len(f.Meaning) > 420 || len(f.Action) > 240 {
@@ -340,7 +340,7 @@ func TestExplainReadable(t *testing.T) {
 // enforced policy met, and one that cannot be met (MX not named,
 // certificate not verified).
 func TestExplainMTASTS(t *testing.T) {
-	ok220 := &smtpx.Reply{Code: 220, Lines: []string{"mx ESMTP"}}
+	ok220 := &smtpclient.Reply{Code: 220, Lines: []string{"mx ESMTP"}}
 	mxEnd := func(host string, tls *probe.TLSInfo) *probe.Endpoint {
 		return &probe.Endpoint{Role: probe.RoleMX, Host: host, Verdict: probe.Open, Banner: ok220, TLS: tls}
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
 	"github.com/mailroute/mailroute/send"
 )
@@ -27,7 +27,7 @@ func TestExplainIdentity6(t *testing.T) {
 func TestDecideJudgesTheIPv6IdentityWhenOnlyIPv6Works(t *testing.T) {
 	v4 := &probe.Endpoint{Role: probe.RoleMX, Host: "mx.a.test", Addr: "192.0.2.1", Port: 25, Verdict: probe.Filtered}
 	v6 := &probe.Endpoint{Role: probe.RoleMX, Host: "mx.a.test", Addr: "2001:db8::1", Port: 25, Verdict: probe.Open,
-		Banner: &smtpx.Reply{Code: 220, Lines: []string{"mx.a.test ESMTP"}}}
+		Banner: &smtpclient.Reply{Code: 220, Lines: []string{"mx.a.test ESMTP"}}}
 	good := func(ip string) *probe.Identity {
 		return &probe.Identity{PublicIP: ip, PTR: []string{"mail.example.test"}, ForwardConfirmed: true, ConfirmedName: "mail.example.test"}
 	}

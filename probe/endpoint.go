@@ -15,7 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // knownExtensions are asked for after STARTTLS: go-smtp keeps the EHLO
@@ -48,7 +48,7 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 	// delay (some servers pause on purpose) plus EHLO and a TLS handshake.
 	cctx, cancel := context.WithTimeout(ctx, 2*p.Timeout)
 	defer cancel()
-	rec := smtpx.Wrap(cctx, conn)
+	rec := smtpclient.Wrap(cctx, conn)
 	defer rec.Close()
 
 	if e.TLSMode == "implicit" {
@@ -59,7 +59,7 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 }
 
 // startTLS speaks plaintext SMTP and upgrades when STARTTLS is offered.
-func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, start time.Time) {
+func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpclient.Conn, start time.Time) {
 	info := &TLSInfo{ServerName: e.Host}
 	cfg := p.tlsConfig(e.Host, info)
 	// NewClientStartTLS reads the greeting, sends EHLO localhost and STARTTLS;
@@ -68,7 +68,7 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, sta
 	replies := rec.Replies()
 	p.takeGreeting(e, replies, start)
 	if len(replies) > 1 && replies[1].Code == 250 {
-		e.EHLO = smtpx.Capabilities(replies[1])
+		e.EHLO = smtpclient.Capabilities(replies[1])
 		e.AuthPlain = mechanisms(e.EHLO["AUTH"])
 	}
 	if err != nil {
@@ -86,7 +86,7 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, sta
 	tlsStart := time.Now()
 	// The handshake is lazy in go-smtp: it happens on this EHLO.
 	if err := c.Hello(p.Helo); err != nil {
-		d := describe(smtpx.Classify("TLS", err))
+		d := describe(smtpclient.Classify("TLS", err))
 		e.setProblem(ProblemTLS, d, "after STARTTLS: "+d)
 		return
 	}
@@ -101,7 +101,7 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, sta
 }
 
 // implicitTLS handshakes first (port 465), then speaks SMTP inside TLS.
-func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, start time.Time) {
+func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpclient.Conn, start time.Time) {
 	info := &TLSInfo{ServerName: e.Host}
 	tlsStart := time.Now()
 	tc := tls.Client(rec, p.tlsConfig(e.Host, info))
@@ -110,19 +110,19 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, 
 	if err := tc.HandshakeContext(ctx); err != nil {
 		if replies := rec.Replies(); len(replies) > 0 {
 			e.Banner = &replies[0]
-			e.BannerHost = smtpx.GreetingHost(replies[0])
+			e.BannerHost = smtpclient.GreetingHost(replies[0])
 			e.setProblem(ProblemPlaintextOnTLS, replies[0].String(),
 				"expected TLS from the first byte (port "+strconv.Itoa(e.Port)+"), got a plaintext greeting: "+replies[0].String())
 			return
 		}
-		d := describe(smtpx.Classify("TLS", err))
+		d := describe(smtpclient.Classify("TLS", err))
 		e.setProblem(ProblemTLS, d, "TLS handshake failed: "+d)
 		return
 	}
 	e.Timings.TLS = Duration(time.Since(tlsStart))
 	fillTLS(info, tc.ConnectionState())
 	e.TLS = info
-	inner := smtpx.Wrap(ctx, tc)
+	inner := smtpclient.Wrap(ctx, tc)
 	c := smtp.NewClient(inner)
 	defer c.Close()
 	err := c.Hello(p.Helo)
@@ -133,18 +133,18 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpx.Conn, 
 		return
 	}
 	if len(replies) > 1 {
-		e.EHLOTLS = smtpx.Capabilities(replies[1])
+		e.EHLOTLS = smtpclient.Capabilities(replies[1])
 	}
 	e.AuthTLS = mechanisms(e.EHLOTLS["AUTH"])
 	_ = c.Quit()
 }
 
-func (p *Prober) takeGreeting(e *Endpoint, replies []smtpx.Reply, start time.Time) {
+func (p *Prober) takeGreeting(e *Endpoint, replies []smtpclient.Reply, start time.Time) {
 	if len(replies) == 0 {
 		return
 	}
 	e.Banner = &replies[0]
-	e.BannerHost = smtpx.GreetingHost(replies[0])
+	e.BannerHost = smtpclient.GreetingHost(replies[0])
 	// The greeting time is approximate (first reply seen by the time the
 	// first command returned); exact for the banner-only failure cases.
 	if e.Timings.Greeting == 0 {
@@ -154,8 +154,8 @@ func (p *Prober) takeGreeting(e *Endpoint, replies []smtpx.Reply, start time.Tim
 
 // conversationProblem names what stopped an open endpoint's conversation:
 // its kind, the evidence (the server's words), and the sentence for Problem.
-func (p *Prober) conversationProblem(ctx context.Context, rec *smtpx.Conn, err error) (ProblemKind, string, string) {
-	ce := smtpx.Classify("SMTP", err)
+func (p *Prober) conversationProblem(ctx context.Context, rec *smtpclient.Conn, err error) (ProblemKind, string, string) {
+	ce := smtpclient.Classify("SMTP", err)
 	replies := rec.Replies()
 	raw := rec.Transcript()
 	// The context closes the connection when the budget runs out, so a
@@ -189,7 +189,7 @@ func (e *Endpoint) setProblem(kind ProblemKind, detail, text string) {
 	e.ProblemKind, e.ProblemDetail, e.Problem = kind, detail, text
 }
 
-func describe(e *smtpx.Error) string {
+func describe(e *smtpclient.Error) string {
 	if e == nil {
 		return ""
 	}
@@ -199,7 +199,7 @@ func describe(e *smtpx.Error) string {
 	return e.Message
 }
 
-func quit(rec *smtpx.Conn) {
+func quit(rec *smtpclient.Conn) {
 	_, _ = rec.Write([]byte("QUIT\r\n"))
 }
 

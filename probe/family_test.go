@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // The summary reasons across endpoints: where port 25 reaches some MX host
@@ -64,6 +64,6 @@ func TestSummaryAcrossEndpointsAndFamilies(t *testing.T) {
 	}
 }
 
-func greeting220(host string) *smtpx.Reply {
-	return &smtpx.Reply{Code: 220, Lines: []string{host + " ESMTP"}}
+func greeting220(host string) *smtpclient.Reply {
+	return &smtpclient.Reply{Code: 220, Lines: []string{host + " ESMTP"}}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // Credentials are what a login check or a measurement authenticates with.
@@ -83,9 +83,9 @@ func (p *Prober) Login(ctx context.Context, e *Endpoint, cred Credentials) *Logi
 // server offers it, else the best offered (see Credentials.Mechanism).
 // Without TLS (only with InsecureAuth) CRAM-MD5 goes first: it at least
 // keeps the password itself off the wire (RFC 2195 §1).
-func chooseMechanism(want string, offered []string, overTLS bool) (string, *smtpx.Error) {
-	refuse := func(format string, args ...any) (string, *smtpx.Error) {
-		return "", &smtpx.Error{Command: "AUTH", Permanent: true, Message: fmt.Sprintf(format, args...)}
+func chooseMechanism(want string, offered []string, overTLS bool) (string, *smtpclient.Error) {
+	refuse := func(format string, args ...any) (string, *smtpclient.Error) {
+		return "", &smtpclient.Error{Command: "AUTH", Permanent: true, Message: fmt.Sprintf(format, args...)}
 	}
 	if len(offered) == 0 {
 		if overTLS {

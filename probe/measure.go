@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // MeasureOptions bound a relay measurement. Zero values take the defaults
@@ -164,7 +164,7 @@ func (mm *measurer) evidence(format string, args ...any) {
 }
 
 // session opens one session, set up like a sender's.
-func (mm *measurer) session() (*relaySession, *smtpx.Error) {
+func (mm *measurer) session() (*relaySession, *smtpclient.Error) {
 	s, err := mm.p.openSession(mm.ctx, mm.e, mm.opt.Cred)
 	if err != nil {
 		return nil, err
@@ -205,7 +205,7 @@ func (mm *measurer) sessions() bool {
 	m := mm.m
 	var held []*relaySession
 	defer func() { mm.closeAll(held) }()
-	var refusal *smtpx.Error
+	var refusal *smtpclient.Error
 	for len(held) < mm.opt.MaxSessions {
 		s, err := mm.session()
 		if err != nil {
@@ -236,7 +236,7 @@ func (mm *measurer) sessions() bool {
 
 // transaction runs one MAIL / RCPT / RSET (RFC 5321 §3.3) and returns when
 // MAIL was sent and the refusal, if any. There is never a DATA.
-func (mm *measurer) transaction(s *relaySession) (time.Time, *smtpx.Error) {
+func (mm *measurer) transaction(s *relaySession) (time.Time, *smtpclient.Error) {
 	sent := time.Now()
 	steps := []struct{ verb, line string }{
 		{"MAIL", "MAIL FROM:<" + mm.opt.From + ">"},
@@ -269,7 +269,7 @@ func (mm *measurer) transactions() {
 		return
 	}
 	var first time.Time // when the burst's first MAIL went out
-	var refusal *smtpx.Error
+	var refusal *smtpclient.Error
 	for m.Transactions < mm.opt.MaxTransactions {
 		sent, err := mm.transaction(s)
 		if err != nil {
@@ -387,7 +387,7 @@ func (w *window) measure(first, refused time.Time) {
 		return
 	}
 	n := 1 // the accepted retry opened this cycle
-	var refusal *smtpx.Error
+	var refusal *smtpclient.Error
 	var lastNo2 time.Time
 	for refusal == nil && n <= mm.opt.MaxTransactions {
 		if err := w.ensure(); err != nil {
@@ -475,7 +475,7 @@ func (w *window) retry(at time.Time) (sent time.Time, ok, done bool) {
 // old one broke, or it has collected enough refusals for Postfix to start
 // slowing it down. The old one is closed first, so that a relay allowing
 // one session at a time does not turn the new one away.
-func (w *window) ensure() *smtpx.Error {
+func (w *window) ensure() *smtpclient.Error {
 	if w.s != nil && !w.s.broken && w.s.refusals < refusalsPerSession {
 		return nil
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 func run(t *testing.T, p *Prober, req Request) *Report {
@@ -237,7 +237,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // TestBestPerMXHost: a host is judged by its best address, and hosts keep
 // the report's order.
 func TestBestPerMXHost(t *testing.T) {
-	ok220 := &smtpx.Reply{Code: 220}
+	ok220 := &smtpclient.Reply{Code: 220}
 	ends := func(host string, vs ...*Endpoint) []*Endpoint {
 		for _, e := range vs {
 			e.Host = host
@@ -249,7 +249,7 @@ func TestBestPerMXHost(t *testing.T) {
 			&Endpoint{Verdict: Unreachable, Addr: "[2001:db8::1]:25"},
 			&Endpoint{Verdict: Open, Banner: ok220, Addr: "192.0.2.1:25"})},
 		{Name: "b.example", Ends: ends("mx.b.example",
-			&Endpoint{Verdict: Open, Banner: &smtpx.Reply{Code: 554}, Problem: "554 go away"},
+			&Endpoint{Verdict: Open, Banner: &smtpclient.Reply{Code: 554}, Problem: "554 go away"},
 			&Endpoint{Verdict: Intercepted, Banner: ok220},
 			&Endpoint{Verdict: Filtered})},
 		{Name: "c.example", Ends: ends("mx.c.example", &Endpoint{Verdict: Filtered}, &Endpoint{Verdict: Refused})},

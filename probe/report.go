@@ -7,7 +7,7 @@ package probe
 import (
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // Verdict is what happened when connecting to an endpoint (see design.md).
@@ -143,7 +143,7 @@ type Endpoint struct {
 	// (trace.go).
 	Path *PathTrace `json:"path,omitempty"`
 
-	Banner     *smtpx.Reply      `json:"banner,omitempty"`
+	Banner     *smtpclient.Reply `json:"banner,omitempty"`
 	BannerHost string            `json:"banner_host,omitempty"`
 	EHLO       map[string]string `json:"ehlo,omitempty"`     // capabilities before TLS (EHLO sent as "localhost" by go-smtp when STARTTLS follows)
 	EHLOTLS    map[string]string `json:"ehlo_tls,omitempty"` // capabilities after STARTTLS or on implicit TLS

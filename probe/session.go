@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // relaySession is one SMTP session with a relay, set up the way a sender
@@ -27,13 +27,13 @@ import (
 //   - its EHLO before STARTTLS is always "localhost", and its TLS handshake
 //     happens lazily, so a certificate failure surfaces on a later command.
 //
-// Errors are *smtpx.Error; server replies inside them come from
-// *smtp.SMTPError, so smtpx.Classify treats them like go-smtp's own.
+// Errors are *smtpclient.Error; server replies inside them come from
+// *smtp.SMTPError, so smtpclient.Classify treats them like go-smtp's own.
 type relaySession struct {
 	p       *Prober
-	name    string      // TLS server name: the endpoint's host (or address)
-	raw     *smtpx.Conn // the TCP connection, bounded by the caller's context
-	conn    net.Conn    // raw, or the TLS connection over it
+	name    string           // TLS server name: the endpoint's host (or address)
+	raw     *smtpclient.Conn // the TCP connection, bounded by the caller's context
+	conn    net.Conn         // raw, or the TLS connection over it
 	text    *textproto.Conn
 	timeout time.Duration // per command
 	broken  bool          // the connection failed or the server said 421
@@ -59,8 +59,8 @@ func (p *Prober) dial(ctx context.Context, network, addr string) (net.Conn, erro
 
 // openSession connects to e and sets the session up; cred nil means no
 // AUTH. On failure it returns the (closed) session too, for what was learnt
-// before the failure (the AUTH mechanisms offered), and an *smtpx.Error.
-func (p *Prober) openSession(ctx context.Context, e *Endpoint, cred *Credentials) (*relaySession, *smtpx.Error) {
+// before the failure (the AUTH mechanisms offered), and an *smtpclient.Error.
+func (p *Prober) openSession(ctx context.Context, e *Endpoint, cred *Credentials) (*relaySession, *smtpclient.Error) {
 	host := e.Addr
 	if host == "" {
 		host = e.Host
@@ -77,9 +77,9 @@ func (p *Prober) openSession(ctx context.Context, e *Endpoint, cred *Credentials
 		if ctx.Err() != nil {
 			words = "cancelled"
 		}
-		return s, &smtpx.Error{Command: "connect", Message: words, Err: err}
+		return s, &smtpclient.Error{Command: "connect", Message: words, Err: err}
 	}
-	s.raw = smtpx.Wrap(ctx, conn)
+	s.raw = smtpclient.Wrap(ctx, conn)
 	s.conn = s.raw
 	if err := s.setup(ctx, e.TLSMode, cred); err != nil {
 		s.Close()
@@ -88,7 +88,7 @@ func (p *Prober) openSession(ctx context.Context, e *Endpoint, cred *Credentials
 	return s, nil
 }
 
-func (s *relaySession) setup(ctx context.Context, mode string, cred *Credentials) *smtpx.Error {
+func (s *relaySession) setup(ctx context.Context, mode string, cred *Credentials) *smtpclient.Error {
 	secret := cred != nil
 	if mode == "implicit" {
 		t := time.Now()
@@ -127,7 +127,7 @@ func (s *relaySession) setup(ctx context.Context, mode string, cred *Credentials
 			if mode == "none" {
 				why = "TLS mode is none"
 			}
-			return &smtpx.Error{Command: "AUTH", Permanent: true,
+			return &smtpclient.Error{Command: "AUTH", Permanent: true,
 				Message: why + ": refusing to send the password in clear (allow it with --insecure-auth)"}
 		}
 	}
@@ -142,7 +142,7 @@ func (s *relaySession) setup(ctx context.Context, mode string, cred *Credentials
 // When a secret follows, the certificate must verify against the Prober's
 // roots for the endpoint's host name; otherwise (a measurement without a
 // login) any certificate is accepted.
-func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error {
+func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpclient.Error {
 	cfg := &tls.Config{ServerName: s.name, RootCAs: s.p.Roots, Time: s.p.Now, InsecureSkipVerify: !verify}
 	tc := tls.Client(s.conn, cfg)
 	hctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -152,18 +152,18 @@ func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error 
 		var cve *tls.CertificateVerificationError
 		if errors.As(err, &cve) && len(cve.UnverifiedCertificates) > 0 {
 			words := certErrorWords(cve.Err, cve.UnverifiedCertificates[0], s.p.now())
-			return &smtpx.Error{Command: "TLS", Permanent: true, Message: "TLS certificate not accepted: " + words, Err: err}
+			return &smtpclient.Error{Command: "TLS", Permanent: true, Message: "TLS certificate not accepted: " + words, Err: err}
 		}
 		// A server that answers in plaintext on a TLS port: show its words
 		// (a 421 refusal reads better than a garbled handshake).
 		if replies := s.raw.Replies(); len(replies) > 0 {
 			r := replies[0]
 			if r.Code != 220 {
-				return smtpx.Classify("greeting", smtpx.ReplyError(r.Code, r.Text()))
+				return smtpclient.Classify("greeting", smtpclient.ReplyError(r.Code, r.Text()))
 			}
-			return &smtpx.Error{Command: "TLS", Permanent: true, Message: "expected TLS from the first byte, got a plaintext greeting: " + r.String(), Err: err}
+			return &smtpclient.Error{Command: "TLS", Permanent: true, Message: "expected TLS from the first byte, got a plaintext greeting: " + r.String(), Err: err}
 		}
-		return smtpx.Classify("TLS", err)
+		return smtpclient.Classify("TLS", err)
 	}
 	s.conn, s.tls = tc, true
 	return nil
@@ -171,23 +171,23 @@ func (s *relaySession) handshake(ctx context.Context, verify bool) *smtpx.Error 
 
 // greeting reads the server's 220 (RFC 5321 §4.3.1); a 421 or 554 here is
 // how a server turns a session away.
-func (s *relaySession) greeting() *smtpx.Error {
+func (s *relaySession) greeting() *smtpclient.Error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
-	err := smtpx.ReadGreeting(s.text.R)
+	err := smtpclient.ReadGreeting(s.text.R)
 	s.broken = err != nil
 	return err
 }
 
 // hello sends EHLO and keeps the capabilities (RFC 5321 §4.1.1.1).
-func (s *relaySession) hello() *smtpx.Error {
+func (s *relaySession) hello() *smtpclient.Error {
 	code, msg, _, err := s.cmd("EHLO %s", s.p.Helo)
 	if err != nil {
-		return smtpx.Classify("EHLO", err)
+		return smtpclient.Classify("EHLO", err)
 	}
 	if code != 250 {
-		return smtpx.Classify("EHLO", smtpx.ReplyError(code, msg))
+		return smtpclient.Classify("EHLO", smtpclient.ReplyError(code, msg))
 	}
-	s.ext = smtpx.EHLOCapabilities(msg)
+	s.ext = smtpclient.EHLOCapabilities(msg)
 	s.offered = mechanisms(s.ext["AUTH"])
 	return nil
 }
@@ -201,7 +201,7 @@ func (s *relaySession) cmd(format string, args ...any) (code int, msg string, rt
 	_ = s.conn.SetDeadline(time.Now().Add(s.timeout))
 	t := time.Now()
 	if err = s.text.PrintfLine(format, args...); err == nil {
-		code, msg, err = smtpx.ReadReply(s.text.R)
+		code, msg, err = smtpclient.ReadReply(s.text.R)
 	}
 	rtt = time.Since(t)
 	switch {
@@ -218,32 +218,32 @@ func (s *relaySession) cmd(format string, args ...any) (code int, msg string, rt
 }
 
 // expect runs cmd and turns any reply but want into an error for verb.
-func (s *relaySession) expect(verb string, want int, format string, args ...any) (time.Duration, *smtpx.Error) {
+func (s *relaySession) expect(verb string, want int, format string, args ...any) (time.Duration, *smtpclient.Error) {
 	code, msg, rtt, err := s.cmd(format, args...)
 	if err != nil {
-		return rtt, smtpx.Classify(verb, err)
+		return rtt, smtpclient.Classify(verb, err)
 	}
 	if code != want && !(want == 250 && code == 251) { // 251: "user not local; will forward" is a yes
-		return rtt, smtpx.Classify(verb, smtpx.ReplyError(code, msg))
+		return rtt, smtpclient.Classify(verb, smtpclient.ReplyError(code, msg))
 	}
 	return rtt, nil
 }
 
 // auth runs the SASL exchange of RFC 4954 §4 with the chosen mechanism
-// (smtpx.Authenticate: nothing kept contains a line we sent).
-func (s *relaySession) auth(cred Credentials) *smtpx.Error {
+// (smtpclient.Authenticate: nothing kept contains a line we sent).
+func (s *relaySession) auth(cred Credentials) *smtpclient.Error {
 	mech, err := chooseMechanism(cred.Mechanism, s.offered, s.tls)
 	if err != nil {
 		return err
 	}
 	s.mech = mech
-	client, cerr := smtpx.SASLClient(mech, cred.User, cred.Secret)
+	client, cerr := smtpclient.SASLClient(mech, cred.User, cred.Secret)
 	if cerr != nil {
-		return &smtpx.Error{Command: "AUTH", Permanent: true, Message: cerr.Error()}
+		return &smtpclient.Error{Command: "AUTH", Permanent: true, Message: cerr.Error()}
 	}
 	t := time.Now()
 	defer func() { s.setupAuth = time.Since(t) }()
-	return smtpx.Authenticate(func(line string) (int, string, error) {
+	return smtpclient.Authenticate(func(line string) (int, string, error) {
 		code, msg, _, err := s.cmd("%s", line)
 		return code, msg, err
 	}, client)
@@ -261,7 +261,7 @@ func (s *relaySession) Close() {
 		wait := min(s.timeout, 2*time.Second)
 		_ = s.conn.SetDeadline(time.Now().Add(wait))
 		if s.text.PrintfLine("QUIT") == nil {
-			if _, _, err := smtpx.ReadReply(s.text.R); err == nil {
+			if _, _, err := smtpclient.ReadReply(s.text.R); err == nil {
 				_, _ = io.Copy(io.Discard, s.text.R)
 			}
 		}
@@ -272,7 +272,7 @@ func (s *relaySession) Close() {
 }
 
 // failedAt names the step a failed session stopped at, for evidence lines.
-func failedAt(e *smtpx.Error) string {
+func failedAt(e *smtpclient.Error) string {
 	if e == nil || e.Command == "" {
 		return ""
 	}

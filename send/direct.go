@@ -16,7 +16,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
 )
 
@@ -425,7 +425,7 @@ func mxResult(mx *resolve.MXResult, err error) *result {
 // deferred (§5.1: a temporary failure), not sent without TLS.
 func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult, policy *sts.Policy) (*session, *result) {
 	port := strconv.Itoa(e.cfg.Direct.Port)
-	var last *smtpx.Error
+	var last *smtpclient.Error
 	tried, permanent := 0, 0
 	// Addresses in preference order, those that just failed to connect
 	// moved to the end (see deadHosts).
@@ -446,7 +446,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		}
 		if len(h.Addrs) == 0 {
 			if h.AddrErr != nil {
-				last = &smtpx.Error{Command: "connect", Message: fmt.Sprintf("%s: %v", h.Host, h.AddrErr)}
+				last = &smtpclient.Error{Command: "connect", Message: fmt.Sprintf("%s: %v", h.Host, h.AddrErr)}
 			}
 			continue
 		}
@@ -493,7 +493,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			s.key = domain
 			return s, nil
 		}
-		last = smtpx.Classify("connect", err)
+		last = smtpclient.Classify("connect", err)
 		last.Message = c.host + ": " + last.Message
 		if policy != nil {
 			last.Message = "MTA-STS (enforce): " + last.Message

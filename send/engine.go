@@ -15,7 +15,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
 )
 
@@ -376,7 +376,7 @@ func (e *Engine) prepareTargets() error {
 		if !ok || e.cfg.Direct.IgnoreMTASTS {
 			return nil
 		}
-		roots, err := smtpx.Roots(e.cfg.Direct.CAFile)
+		roots, err := smtpclient.Roots(e.cfg.Direct.CAFile)
 		if err != nil {
 			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
 		}

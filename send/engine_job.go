@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/replies"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // job is one recipient on its way through this run.
@@ -43,13 +43,13 @@ type result struct {
 	stale       bool // a reused session failed before the recipient was named: redo on a fresh one
 	retryNow    bool // 452: a new transaction may succeed at once
 	fallback    bool
-	interrupted bool         // the run stopped before the server saw the recipient
-	relayFault  *smtpx.Error // relay mode: the relay refused us, not the recipient
-	noSession   bool         // no session could be had: no MAIL FROM was sent
+	interrupted bool              // the run stopped before the server saw the recipient
+	relayFault  *smtpclient.Error // relay mode: the relay refused us, not the recipient
+	noSession   bool              // no session could be had: no MAIL FROM was sent
 	// verdict is what the server's refusal means (nil: no refusal, or
 	// not a reply); se is the refusal itself.
 	verdict    *replies.Verdict
-	se         *smtpx.Error
+	se         *smtpclient.Error
 	held       bool  // the refusal is not the recipient's fault: it stays pending
 	journalErr error // the journal could not be written
 }
@@ -67,7 +67,7 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		e.fail(&Error{Err: je.err, Hint: "the journal could not be written; check the disk (space, permissions)"})
 		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.err}
 	}
-	se := smtpx.Classify("DATA", err)
+	se := smtpclient.Classify("DATA", err)
 	res := result{reason: se.Error(), code: se.Code, drop: s.broken, se: se}
 	v, isReply := classify(se)
 	if isReply {

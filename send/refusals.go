@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mailroute/mailroute/internal/replies"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // A refusal that is not the recipient's fault (the sender's domain fails
@@ -34,9 +34,9 @@ type breakers struct {
 }
 
 type breaker struct {
-	row  int              // held refusals in a row
-	open *replies.Verdict // set: the target is left alone for the run
-	err  *smtpx.Error     // the refusal that opened it
+	row  int               // held refusals in a row
+	open *replies.Verdict  // set: the target is left alone for the run
+	err  *smtpclient.Error // the refusal that opened it
 }
 
 type refusalKey struct {
@@ -69,7 +69,7 @@ func newBreakers() *breakers {
 
 // classify says what a reply error means; ok is false for failures that
 // were not a reply (network, TLS, local).
-func classify(se *smtpx.Error) (replies.Verdict, bool) {
+func classify(se *smtpclient.Error) (replies.Verdict, bool) {
 	if se == nil || !se.Reply() {
 		return replies.Verdict{}, false
 	}
@@ -79,7 +79,7 @@ func classify(se *smtpx.Error) (replies.Verdict, bool) {
 // refused counts a refusal by target for the report; held: it was not the
 // recipient's fault, and it counts towards the target's breaker, which it
 // reports opening (true the one time it opens).
-func (b *breakers) refused(target string, v replies.Verdict, se *smtpx.Error) (opened bool) {
+func (b *breakers) refused(target string, v replies.Verdict, se *smtpclient.Error) (opened bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := refusalKey{target, v.Cause + "/" + string(v.Fault)}
@@ -129,7 +129,7 @@ func (b *breakers) ok(target string) {
 
 // paused returns the verdict that opened target's breaker and the refusal
 // that did, or nil: the target is left alone for the run.
-func (b *breakers) paused(target string) (*replies.Verdict, *smtpx.Error) {
+func (b *breakers) paused(target string) (*replies.Verdict, *smtpclient.Error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	br := b.by[target]

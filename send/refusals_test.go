@@ -8,13 +8,13 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 func TestBreakerOpensAfterHeldRefusalsInARow(t *testing.T) {
 	b := newBreakers()
-	dmarc := &smtpx.Error{Permanent: true, Code: 550, Enhanced: "5.7.26", Command: "RCPT", Message: "Unauthenticated email from x.example is not accepted due to domain's DMARC policy"}
-	unknown := &smtpx.Error{Permanent: true, Code: 550, Enhanced: "5.1.1", Command: "RCPT", Message: "User unknown"}
+	dmarc := &smtpclient.Error{Permanent: true, Code: 550, Enhanced: "5.7.26", Command: "RCPT", Message: "Unauthenticated email from x.example is not accepted due to domain's DMARC policy"}
+	unknown := &smtpclient.Error{Permanent: true, Code: 550, Enhanced: "5.1.1", Command: "RCPT", Message: "User unknown"}
 	v, _ := classify(dmarc)
 	u, _ := classify(unknown)
 	if !v.HoldsRecipient() || u.HoldsRecipient() {

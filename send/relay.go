@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailroute/mailroute/internal/quota"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // relayTarget is one [[relay]] with what its workers share: how to dial,
@@ -26,7 +26,7 @@ type relayTarget struct {
 	account string         // host:port and username: whose quota the ledger keeps
 
 	mu   sync.Mutex
-	down *smtpx.Error // set once: the relay cannot be used in this run
+	down *smtpclient.Error // set once: the relay cannot be used in this run
 	// unreachable: since when the relay has let no session open.
 	unreachable outage
 }
@@ -63,11 +63,11 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 				return nil, err
 			}
 			user := r.Username
-			if _, err := smtpx.SASLClient(mech, user, secret); err != nil {
+			if _, err := smtpclient.SASLClient(mech, user, secret); err != nil {
 				return nil, fmt.Errorf("relay %s: %w", r.Host, err)
 			}
 			// A client per session: a SASL client keeps its state.
-			t.spec.Auth = func() (sasl.Client, error) { return smtpx.SASLClient(mech, user, secret) }
+			t.spec.Auth = func() (sasl.Client, error) { return smtpclient.SASLClient(mech, user, secret) }
 		}
 		out = append(out, t)
 	}
@@ -93,20 +93,20 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 // relayTLSConfig trusts the system roots plus ca_file and checks the
 // certificate names the configured host.
 func relayTLSConfig(r *Relay) (*tls.Config, error) {
-	pool, err := smtpx.Roots(r.CAFile)
+	pool, err := smtpclient.Roots(r.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
 	}
 	return &tls.Config{ServerName: r.Host, MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
-func (t *relayTarget) isDown() *smtpx.Error {
+func (t *relayTarget) isDown() *smtpclient.Error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.down
 }
 
-func (t *relayTarget) markDown(err *smtpx.Error) {
+func (t *relayTarget) markDown(err *smtpclient.Error) {
 	t.mu.Lock()
 	if t.down == nil {
 		t.down = err
@@ -131,7 +131,7 @@ func (e *Engine) connectRelay(ctx context.Context, t *relayTarget) (*session, er
 			t.unreachable.ok()
 			return s, nil
 		}
-		se := smtpx.Classify("connect", err)
+		se := smtpclient.Classify("connect", err)
 		if ctx.Err() != nil {
 			return nil, se
 		}
@@ -275,7 +275,7 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 // relayDown is the run's error when relay t cannot be used: the refusals
 // that opened its breaker, in words, or the failure that took it down.
 func (e *Engine) relayDown(t *relayTarget, err error) *Error {
-	se := smtpx.Classify("connect", err)
+	se := smtpclient.Classify("connect", err)
 	if v, _ := e.refusals.paused(t.name); v != nil {
 		return &Error{
 			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), breakerAfter, se),
@@ -285,7 +285,7 @@ func (e *Engine) relayDown(t *relayTarget, err error) *Error {
 	return &Error{Err: fmt.Errorf("relay %s: %w", t.name, se), Hint: relayHint(se, t.name)}
 }
 
-func relayHint(se *smtpx.Error, relay string) string {
+func relayHint(se *smtpclient.Error, relay string) string {
 	probe := "'mailroute probe --relay " + relay + "'"
 	switch {
 	case se.Command == "AUTH" && se.Code == 0:
@@ -305,7 +305,7 @@ func relayHint(se *smtpx.Error, relay string) string {
 }
 
 // isNotFound reports whether se is a host name that does not exist.
-func isNotFound(se *smtpx.Error) bool {
+func isNotFound(se *smtpclient.Error) bool {
 	var de *net.DNSError
 	return errors.As(se, &de) && de.IsNotFound
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // dialSpec says how to open one session.
@@ -62,12 +62,12 @@ var errTLSHandshake = errors.New("TLS handshake failed")
 // go-smtp's Client, because sending fast needs what that client cannot do:
 // MAIL, RCPT and DATA pipelined in one write (RFC 2920), and the message
 // with its final dot in one more, which can also carry the next
-// transaction's commands (txn.go). Errors are *smtpx.Error; server replies
-// inside them are *smtp.SMTPError, so smtpx.Classify reads them as it reads
+// transaction's commands (txn.go). Errors are *smtpclient.Error; server replies
+// inside them are *smtp.SMTPError, so smtpclient.Classify reads them as it reads
 // go-smtp's own.
 type session struct {
-	raw  *smtpx.Conn // the TCP connection, closed when the dial context ends
-	conn net.Conn    // raw, or TLS over it
+	raw  *smtpclient.Conn // the TCP connection, closed when the dial context ends
+	conn net.Conn         // raw, or TLS over it
 	r    *bufio.Reader
 	w    *bufio.Writer
 	spec *dialSpec
@@ -102,12 +102,12 @@ const maxIdle = 60 * time.Second
 const maxLine = 4096
 
 // dial opens a session: TCP, TLS as the spec says, EHLO, AUTH. Every error
-// is an *smtpx.Error; a failed TLS handshake also wraps errTLSHandshake.
+// is an *smtpclient.Error; a failed TLS handshake also wraps errTLSHandshake.
 func dial(ctx context.Context, spec *dialSpec) (*session, error) {
 	to := spec.Timeouts.withDefaults()
-	raw, err := smtpx.Dial(ctx, &net.Dialer{Timeout: to.Connect}, "tcp", spec.Addr)
+	raw, err := smtpclient.Dial(ctx, &net.Dialer{Timeout: to.Connect}, "tcp", spec.Addr)
 	if err != nil {
-		return nil, smtpx.Classify("connect", err)
+		return nil, smtpclient.Classify("connect", err)
 	}
 	s := &session{raw: raw, conn: raw, spec: spec, to: to}
 	if err := s.open(ctx); err != nil {
@@ -146,13 +146,13 @@ func (s *session) open(ctx context.Context) error {
 	// STARTTLS (RFC 3207).
 	if _, ok := s.ext["STARTTLS"]; !ok {
 		if spec.TLS == TLSStartTLS {
-			return &smtpx.Error{Permanent: true, Command: "STARTTLS", Message: "the server does not offer STARTTLS and tls = \"starttls\" requires it"}
+			return &smtpclient.Error{Permanent: true, Command: "STARTTLS", Message: "the server does not offer STARTTLS and tls = \"starttls\" requires it"}
 		}
 		return nil
 	}
 	code, msg, err := s.cmd("STARTTLS")
 	if err != nil {
-		return smtpx.Classify("STARTTLS", err)
+		return smtpclient.Classify("STARTTLS", err)
 	}
 	if code != 220 {
 		if spec.TLS == TLSOpportunistic && code != 421 {
@@ -161,12 +161,12 @@ func (s *session) open(ctx context.Context) error {
 			s.fallback = true
 			return nil
 		}
-		return smtpx.Classify("STARTTLS", smtpx.ReplyError(code, msg))
+		return smtpclient.Classify("STARTTLS", smtpclient.ReplyError(code, msg))
 	}
 	if s.r.Buffered() > 0 {
 		// Bytes after "220 ready" would be read as if they came over TLS:
 		// the STARTTLS command injection of CVE-2011-0411.
-		return &smtpx.Error{Permanent: true, Command: "STARTTLS", Message: "the server sent data before the TLS handshake", Err: errTLSHandshake}
+		return &smtpclient.Error{Permanent: true, Command: "STARTTLS", Message: "the server sent data before the TLS handshake", Err: errTLSHandshake}
 	}
 	if err := s.handshake(ctx); err != nil {
 		return err
@@ -192,7 +192,7 @@ func (s *session) handshake(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, s.to.Connect)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
-		e := smtpx.Classify("TLS", err)
+		e := smtpclient.Classify("TLS", err)
 		e.Err = fmt.Errorf("%w: %w", errTLSHandshake, err)
 		return e
 	}
@@ -205,7 +205,7 @@ func (s *session) handshake(ctx context.Context) error {
 // how a server turns a session away.
 func (s *session) greeting() error {
 	_ = s.conn.SetDeadline(time.Now().Add(s.to.Command))
-	if err := smtpx.ReadGreeting(s.r); err != nil {
+	if err := smtpclient.ReadGreeting(s.r); err != nil {
 		return err
 	}
 	return nil
@@ -216,21 +216,21 @@ func (s *session) greeting() error {
 func (s *session) hello() error {
 	code, msg, err := s.cmd("EHLO " + s.spec.Helo)
 	if err != nil {
-		return smtpx.Classify("EHLO", err)
+		return smtpclient.Classify("EHLO", err)
 	}
 	s.ext = map[string]string{}
 	switch {
 	case code == 500 || code == 502:
 		if code, msg, err = s.cmd("HELO " + s.spec.Helo); err != nil {
-			return smtpx.Classify("HELO", err)
+			return smtpclient.Classify("HELO", err)
 		}
 		if code != 250 {
-			return smtpx.Classify("HELO", smtpx.ReplyError(code, msg))
+			return smtpclient.Classify("HELO", smtpclient.ReplyError(code, msg))
 		}
 	case code != 250:
-		return smtpx.Classify("EHLO", smtpx.ReplyError(code, msg))
+		return smtpclient.Classify("EHLO", smtpclient.ReplyError(code, msg))
 	default:
-		s.ext = smtpx.EHLOCapabilities(msg)
+		s.ext = smtpclient.EHLOCapabilities(msg)
 	}
 	_, s.pipelining = s.ext["PIPELINING"]
 	_, s.utf8 = s.ext["SMTPUTF8"]
@@ -241,16 +241,16 @@ func (s *session) hello() error {
 // auth runs the SASL exchange of RFC 4954 §4.
 func (s *session) auth() error {
 	if !s.tls && !s.spec.InsecureAuth {
-		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "refusing to send the password without TLS (set insecure_auth = true to allow it)"}
+		return &smtpclient.Error{Permanent: true, Command: "AUTH", Message: "refusing to send the password without TLS (set insecure_auth = true to allow it)"}
 	}
 	if _, ok := s.ext["AUTH"]; !ok {
-		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: "the server does not offer AUTH (RFC 4954)"}
+		return &smtpclient.Error{Permanent: true, Command: "AUTH", Message: "the server does not offer AUTH (RFC 4954)"}
 	}
 	a, err := s.spec.Auth()
 	if err != nil {
-		return &smtpx.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
+		return &smtpclient.Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
 	}
-	if err := smtpx.Authenticate(s.cmd, a); err != nil {
+	if err := smtpclient.Authenticate(s.cmd, a); err != nil {
 		return err
 	}
 	return nil
@@ -306,8 +306,8 @@ func (s *session) cmd(line string) (int, string, error) {
 	return code, msg, err
 }
 
-// readReply reads one reply (see smtpx.ReadReply).
-func (s *session) readReply() (int, string, error) { return smtpx.ReadReply(s.r) }
+// readReply reads one reply (see smtpclient.ReadReply).
+func (s *session) readReply() (int, string, error) { return smtpclient.ReadReply(s.r) }
 
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 var testTimeouts = Timeouts{Connect: 2 * time.Second, Command: 2 * time.Second, Data: 2 * time.Second}
@@ -20,7 +20,7 @@ func TestSessionRefusesPasswordWithoutTLS(t *testing.T) {
 	spec := &dialSpec{Addr: f.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts,
 		Auth: func() (sasl.Client, error) { return sasl.NewPlainClient("", "bob", "pw"), nil }}
 	_, err := dial(context.Background(), spec)
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || !se.Permanent || se.Command != "AUTH" || !strings.Contains(se.Message, "insecure_auth") {
 		t.Fatalf("err = %v", err)
 	}
@@ -36,7 +36,7 @@ func TestSessionStartTLSRequired(t *testing.T) {
 	f := newFakeServer(t, nil, false) // no TLS config: STARTTLS not offered
 	spec := &dialSpec{Addr: f.addr, ServerName: "fake.test", TLS: TLSStartTLS, Helo: "client.test", Timeouts: testTimeouts}
 	_, err := dial(context.Background(), spec)
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || !se.Permanent || se.Command != "STARTTLS" {
 		t.Fatalf("err = %v", err)
 	}
@@ -80,7 +80,7 @@ func TestSessionDeliverAndReuse(t *testing.T) {
 }
 
 func TestReplyError(t *testing.T) {
-	se := smtpx.Classify("greeting", smtpx.ReplyError(554, "5.7.1 go away"))
+	se := smtpclient.Classify("greeting", smtpclient.ReplyError(554, "5.7.1 go away"))
 	if se.Code != 554 || se.Enhanced != "5.7.1" || se.Message != "go away" || !se.Permanent {
 		t.Errorf("%+v", se)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // stage is how far a transaction got; it decides what a failure means.
@@ -59,7 +59,7 @@ func (s *session) deliverThen(m, next *txn) (string, stage, error) {
 		// Another transaction was started here and left: the server waits
 		// for its message, which only closing ends. Nothing of m was said.
 		s.broken = true
-		return "", stageMail, &smtpx.Error{Command: "MAIL", Message: "the session is out of step (a transaction was left open)"}
+		return "", stageMail, &smtpclient.Error{Command: "MAIL", Message: "the session is out of step (a transaction was left open)"}
 	}
 	utf8, err := s.addrs(m)
 	if err != nil {
@@ -88,11 +88,11 @@ func (s *session) addrs(m *txn) (utf8 bool, err error) {
 	utf8 = !isASCII(m.From) || !isASCII(m.To)
 	switch {
 	case utf8 && !s.utf8:
-		return false, &smtpx.Error{Permanent: true, Command: "MAIL", Message: "the address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531)"}
+		return false, &smtpclient.Error{Permanent: true, Command: "MAIL", Message: "the address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531)"}
 	case strings.ContainsAny(m.From, "\r\n") || strings.ContainsAny(m.To, "\r\n"):
 		// It would end the command line early: what follows would be a
 		// command of its own.
-		return false, &smtpx.Error{Permanent: true, Command: "MAIL", Message: "the address contains a line break"}
+		return false, &smtpclient.Error{Permanent: true, Command: "MAIL", Message: "the address contains a line break"}
 	}
 	return utf8, nil
 }
@@ -111,7 +111,7 @@ func (s *session) pipelined(m *txn, utf8 bool) (stage, error) {
 	s.group(m, utf8, reset)
 	if err := s.w.Flush(); err != nil {
 		s.broken = true
-		return stageMail, smtpx.Classify("MAIL", err)
+		return stageMail, smtpclient.Classify("MAIL", err)
 	}
 	return s.replies(m, reset)
 }
@@ -139,7 +139,7 @@ func (s *session) replies(m *txn, reset bool) (stage, error) {
 	if reset {
 		first = 0
 	}
-	var refused *smtpx.Error
+	var refused *smtpclient.Error
 	var at stage
 	for _, step := range steps[first:] {
 		code, msg, err := s.readReply()
@@ -148,7 +148,7 @@ func (s *session) replies(m *txn, reset bool) (stage, error) {
 			if refused != nil {
 				return at, refused
 			}
-			return step.st, smtpx.Classify(step.cmd, err)
+			return step.st, smtpclient.Classify(step.cmd, err)
 		}
 		ok := code/100 == 2
 		if step.cmd == "DATA" {
@@ -162,7 +162,7 @@ func (s *session) replies(m *txn, reset bool) (stage, error) {
 			}
 		}
 		if !ok && refused == nil {
-			refused, at = smtpx.Classify(step.cmd, smtpx.ReplyError(code, msg)), step.st
+			refused, at = smtpclient.Classify(step.cmd, smtpclient.ReplyError(code, msg)), step.st
 		}
 		if code == 421 {
 			// RFC 5321 §3.8: the server is closing; the rest of the group
@@ -187,20 +187,20 @@ func (s *session) stepwise(m *txn, utf8 bool) (stage, error) {
 		_ = s.conn.SetDeadline(time.Now().Add(s.to.Command))
 		if err := s.w.Flush(); err != nil {
 			s.broken = true
-			return smtpx.Classify(cmd, err)
+			return smtpclient.Classify(cmd, err)
 		}
 		code, msg, err := s.readReply()
 		switch {
 		case err != nil:
 			s.broken = true
-			return smtpx.Classify(cmd, err)
+			return smtpclient.Classify(cmd, err)
 		case code == 421:
 			s.broken = true
 		}
 		if code == want || (want == 250 && code/100 == 2) {
 			return nil
 		}
-		return smtpx.Classify(cmd, smtpx.ReplyError(code, msg))
+		return smtpclient.Classify(cmd, smtpclient.ReplyError(code, msg))
 	}
 	if s.dirty {
 		s.w.WriteString("RSET\r\n")
@@ -262,7 +262,7 @@ func (s *session) data(m, next *txn) (string, stage, error) {
 	_ = s.conn.SetDeadline(time.Now().Add(s.to.Data))
 	if err := writeData(s.w, m.Data); err != nil {
 		s.broken = true
-		return "", stageData, smtpx.Classify("DATA", err)
+		return "", stageData, smtpclient.Classify("DATA", err)
 	}
 	if m.BeforeDot != nil {
 		if err := m.BeforeDot(); err != nil {
@@ -274,7 +274,7 @@ func (s *session) data(m, next *txn) (string, stage, error) {
 		// An earlier part of the buffer failed to go out, so the dot did
 		// not either: the server cannot have taken the message.
 		s.broken = true
-		return "", stageData, smtpx.Classify("DATA", err)
+		return "", stageData, smtpclient.Classify("DATA", err)
 	}
 	dotEnd := s.w.Buffered()
 	if next != nil && s.pipelining && s.messages < s.maxMessages() {
@@ -292,20 +292,20 @@ func (s *session) data(m, next *txn) (string, stage, error) {
 		// not: if the dot's line was not all out, the server cannot have
 		// taken the message; if it was, only the reply can tell.
 		if buffered-s.w.Buffered() < dotEnd {
-			return "", stageData, smtpx.Classify("DATA", err)
+			return "", stageData, smtpclient.Classify("DATA", err)
 		}
-		return "", stageDot, smtpx.Classify("DATA", err)
+		return "", stageDot, smtpclient.Classify("DATA", err)
 	}
 	code, msg, err := s.readReply()
 	if err != nil {
 		s.broken = true
-		return "", stageDot, smtpx.Classify("DATA", err)
+		return "", stageDot, smtpclient.Classify("DATA", err)
 	}
 	if code/100 != 2 {
 		if code == 421 {
 			s.broken = true
 		}
-		return "", stageDot, smtpx.Classify("DATA", smtpx.ReplyError(code, msg))
+		return "", stageDot, smtpclient.Classify("DATA", smtpclient.ReplyError(code, msg))
 	}
 	s.dirty = s.opened != nil
 	return msg, stageDot, nil

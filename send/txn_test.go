@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // countWriter counts the writes that reach the connection: one per flush.
@@ -101,7 +101,7 @@ func TestPipelinedRcptRefused(t *testing.T) {
 	m := plainTxn("bad@x.test")
 	m.AfterRcpt = func() { afterRcpt = true }
 	_, st, err := s.deliver(m)
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || st != stageRcpt || se.Command != "RCPT" || se.Code != 550 ||
 		!strings.Contains(se.Error(), "550 5.1.1 <bad@x.test>: no such user") {
 		t.Fatalf("stage %v, err %v", st, err)
@@ -126,7 +126,7 @@ func TestPipelinedMailRefused(t *testing.T) {
 	srv.script["DATA"] = "503 5.5.1 RCPT first"
 	s, _ := dialCounting(t, srv.addr)
 	_, st, err := s.deliver(plainTxn("a@x.test"))
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || st != stageMail || se.Command != "MAIL" || se.Code != 550 || se.Message != "sender not allowed" {
 		t.Fatalf("stage %v, err %v", st, err)
 	}
@@ -151,7 +151,7 @@ func TestPipelined421InTheGroup(t *testing.T) {
 	srv.script["RCPT"] = "421 4.3.2 shutting down"
 	s, _ := dialCounting(t, srv.addr)
 	_, st, err := s.deliver(plainTxn("a@x.test"))
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || st != stageRcpt || se.Code != 421 || !s.broken {
 		t.Fatalf("stage %v, err %v, broken %v", st, err, s.broken)
 	}
@@ -167,7 +167,7 @@ func TestDataAcceptedAfterRefusedRcpt(t *testing.T) {
 	srv.script["RCPT"] = "550 5.1.1 no such user"
 	s, _ := dialCounting(t, srv.addr)
 	_, st, err := s.deliver(plainTxn("a@x.test"))
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || st != stageRcpt || se.Code != 550 || !s.broken {
 		t.Fatalf("stage %v, err %v, broken %v", st, err, s.broken)
 	}
@@ -399,7 +399,7 @@ func TestAuthExchange(t *testing.T) {
 	s.close()
 	srv.script["CZNJCMV0"] = "535 5.7.8 bad credentials"
 	_, err = dial(context.Background(), spec)
-	var se *smtpx.Error
+	var se *smtpclient.Error
 	if !errors.As(err, &se) || se.Command != "AUTH" || se.Code != 535 {
 		t.Fatalf("err = %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mailroute/mailroute/internal/resolve"
-	"github.com/mailroute/mailroute/internal/smtpx"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
 )
 
@@ -120,9 +120,9 @@ func resolverFromFlag(v string) (*resolve.Resolver, error) {
 	return r, nil
 }
 
-// rootsFromFile is smtpx.Roots, its errors named after the flag.
+// rootsFromFile is smtpclient.Roots, its errors named after the flag.
 func rootsFromFile(file string) (*x509.CertPool, error) {
-	pool, err := smtpx.Roots(file)
+	pool, err := smtpclient.Roots(file)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-ca: %w", err)
 	}

@@ -1,7 +1,7 @@
-// Package smtpx holds what the probe and the sender both need around go-smtp:
+// Package smtpclient holds what the probe and the sender both need around go-smtp:
 // a connection wrapper that keeps the server's words go-smtp throws away and
 // bounds every read by a context, and one classifiable SMTP error.
-package smtpx
+package smtpclient
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package smtpx
+package smtpclient
 
 import (
 	"bufio"
