@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // deadHosts remembers MX addresses that just failed to connect (timeout,
@@ -58,7 +60,7 @@ func (d *deadHosts) isDead(addr string, now time.Time) bool {
 // connectFailed: the host did not take the connection at all (as opposed
 // to answering badly), the case worth remembering.
 func connectFailed(err error) bool {
-	if errors.Is(err, errTLSHandshake) {
+	if errors.Is(err, smtpclient.ErrTLSHandshake) {
 		return false
 	}
 	var ne net.Error

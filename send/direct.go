@@ -381,7 +381,7 @@ func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult
 			}
 		}
 		res := e.judge(ctx, s, msg, nil)
-		res.fallback = s.fallback
+		res.fallback = s.fallback()
 		if res.drop {
 			s.close()
 			e.pool.release(key)
@@ -470,22 +470,22 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 	for _, c := range append(live, dead...) {
 		spec := &dialSpec{
 			Addr: c.addr, ServerName: c.host,
-			TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
+			TLS: smtpclient.TLSPolicy(e.cfg.Direct.TLS), Helo: e.helo, Timeouts: e.opts.Timeouts,
 		}
 		if policy != nil {
-			spec.TLS = TLSStartTLS
+			spec.TLS = smtpclient.StartTLS
 			spec.TLSConfig = &tls.Config{ServerName: c.host, RootCAs: e.roots, MinVersion: tls.VersionTLS12}
 		}
 		tried++
 		s, err := dial(ctx, spec)
-		if err != nil && spec.TLS == TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
+		if err != nil && spec.TLS == smtpclient.Opportunistic && errors.Is(err, smtpclient.ErrTLSHandshake) && ctx.Err() == nil {
 			// Opportunistic TLS: the server offered STARTTLS but the
 			// handshake failed; plaintext is still better than no mail
 			// (RFC 7435 §1.3). Recorded, so the report can say so.
 			plain := *spec
-			plain.TLS = TLSNone
+			plain.TLS = smtpclient.None
 			if s, err = dial(ctx, &plain); err == nil {
-				s.fallback = true
+				s.plain = true
 			}
 		}
 		if err == nil {

@@ -170,7 +170,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if e.opts.RetryQueue <= 0 {
 		e.opts.RetryQueue = 10000
 	}
-	e.opts.Timeouts = e.opts.Timeouts.withDefaults()
+	e.opts.Timeouts = e.opts.Timeouts.WithDefaults()
 	setup := func(err error, hint string) (*Engine, error) {
 		var le *ListError
 		if hint == "" && errors.As(err, &le) {
@@ -381,7 +381,7 @@ func (e *Engine) prepareTargets() error {
 			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
 		}
 		e.roots = roots
-		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.withDefaults().Connect * 2, Now: e.now}
+		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.WithDefaults().Connect * 2, Now: e.now}
 		if dir := mtaSTSCacheDir(e.cfg.Direct.MTASTSCache); dir != "" {
 			e.mx.sts.Cache = &sts.Cache{Dir: dir}
 		}

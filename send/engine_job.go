@@ -58,23 +58,23 @@ type result struct {
 // This is the whole reply policy, after RFC 5321 §4.2.1 and §4.5.3.1.10.
 // next, if not nil, may start with m's final dot (session.deliverThen).
 func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
-	reply, st, err := s.deliverThen(m, next)
+	reply, st, err := s.DeliverThen(m, next)
 	if err == nil {
 		return result{state: StateSent, reason: reply}
 	}
-	var je errJournal
+	var je smtpclient.HookError
 	if errors.As(err, &je) {
-		e.fail(&Error{Err: je.err, Hint: "the journal could not be written; check the disk (space, permissions)"})
-		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.err}
+		e.fail(&Error{Err: je.Err, Hint: "the journal could not be written; check the disk (space, permissions)"})
+		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.Err}
 	}
 	se := smtpclient.Classify("DATA", err)
-	res := result{reason: se.Error(), code: se.Code, drop: s.broken, se: se}
+	res := result{reason: se.Error(), code: se.Code, drop: s.Broken(), se: se}
 	v, isReply := classify(se)
 	if isReply {
 		res.verdict = &v
 	}
 	switch {
-	case st == stageDot && !se.Reply():
+	case st == smtpclient.StageDot && !se.Reply():
 		// RFC 1047: the dot went out, the reply did not come back. The
 		// server may have the message; sending again could duplicate it.
 		res.state, res.drop = StateUnknown, true
@@ -84,8 +84,8 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 	case !se.Reply():
 		// Reset, timeout, closed: this connection is done for.
 		res.state, res.drop = StateDeferred, true
-		res.stale = st == stageMail
-	case st == stageMail && se.Permanent && e.cfg.Mode != ModeDirect:
+		res.stale = st == smtpclient.StageMail
+	case st == smtpclient.StageMail && se.Permanent && e.cfg.Mode != ModeDirect:
 		// The relay refuses our sender (or wants a login): it would refuse
 		// every recipient the same way.
 		res.state, res.drop, res.relayFault = StatePending, true, se
@@ -100,7 +100,7 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 	case se.Code == 421:
 		// RFC 5321 §3.8: the server is closing the channel.
 		res.state, res.drop = StateDeferred, true
-	case se.Code == 452 && st == stageRcpt:
+	case se.Code == 452 && st == smtpclient.StageRcpt:
 		// RFC 5321 §4.5.3.1.10: too many recipients. Each transaction has
 		// one (messages are personal), so the server counts per session:
 		// a new session, and at once.

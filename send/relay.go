@@ -42,7 +42,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 			threads: r.Threads,
 			account: r.Addr() + " " + r.Username,
 			spec: dialSpec{
-				Addr: r.Addr(), ServerName: r.Host, TLS: r.TLS, Helo: helo,
+				Addr: r.Addr(), ServerName: r.Host, TLS: smtpclient.TLSPolicy(r.TLS), Helo: helo,
 				InsecureAuth: r.InsecureAuth, Timeouts: to, MaxMessages: r.MessagesPerSession,
 			},
 		}

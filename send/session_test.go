@@ -17,7 +17,7 @@ var testTimeouts = Timeouts{Connect: 2 * time.Second, Command: 2 * time.Second, 
 func TestSessionRefusesPasswordWithoutTLS(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	f.users = map[string]string{"bob": "pw"}
-	spec := &dialSpec{Addr: f.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts,
+	spec := &dialSpec{Addr: f.addr, TLS: smtpclient.None, Helo: "client.test", Timeouts: testTimeouts,
 		Auth: func() (sasl.Client, error) { return sasl.NewPlainClient("", "bob", "pw"), nil }}
 	_, err := dial(context.Background(), spec)
 	var se *smtpclient.Error
@@ -34,7 +34,7 @@ func TestSessionRefusesPasswordWithoutTLS(t *testing.T) {
 
 func TestSessionStartTLSRequired(t *testing.T) {
 	f := newFakeServer(t, nil, false) // no TLS config: STARTTLS not offered
-	spec := &dialSpec{Addr: f.addr, ServerName: "fake.test", TLS: TLSStartTLS, Helo: "client.test", Timeouts: testTimeouts}
+	spec := &dialSpec{Addr: f.addr, ServerName: "fake.test", TLS: smtpclient.StartTLS, Helo: "client.test", Timeouts: testTimeouts}
 	_, err := dial(context.Background(), spec)
 	var se *smtpclient.Error
 	if !errors.As(err, &se) || !se.Permanent || se.Command != "STARTTLS" {
@@ -42,20 +42,20 @@ func TestSessionStartTLSRequired(t *testing.T) {
 	}
 	// Opportunistic goes on in plaintext, and that is not a fallback: TLS
 	// was never offered.
-	spec.TLS = TLSOpportunistic
+	spec.TLS = smtpclient.Opportunistic
 	s, err := dial(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.tls || s.fallback {
-		t.Errorf("tls %v fallback %v", s.tls, s.fallback)
+	if _, on := s.TLS(); on || s.fallback() {
+		t.Errorf("tls %v fallback %v", on, s.fallback())
 	}
 	s.close()
 }
 
 func TestSessionDeliverAndReuse(t *testing.T) {
 	f := newFakeServer(t, nil, false)
-	s, err := dial(context.Background(), &dialSpec{Addr: f.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts})
+	s, err := dial(context.Background(), &dialSpec{Addr: f.addr, TLS: smtpclient.None, Helo: "client.test", Timeouts: testTimeouts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +66,8 @@ func TestSessionDeliverAndReuse(t *testing.T) {
 			BeforeRcpt: func() error { calls = append(calls, "rcpt"); return nil },
 			AfterRcpt:  func() { calls = append(calls, "queued") },
 			BeforeDot:  func() error { calls = append(calls, "dot"); return nil }}
-		reply, st, err := s.deliver(m)
-		if err != nil || st != stageDot || reply == "" {
+		reply, st, err := s.Deliver(m)
+		if err != nil || st != smtpclient.StageDot || reply == "" {
 			t.Fatalf("deliver: %q %v %v", reply, st, err)
 		}
 	}

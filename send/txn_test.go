@@ -19,26 +19,39 @@ import (
 )
 
 // countWriter counts the writes that reach the connection: one per flush.
-type countWriter struct {
-	w io.Writer
-	n int
+type countWriter struct{ n int }
+
+// countConn counts its writes in cw once *on is true.
+type countConn struct {
+	net.Conn
+	cw *countWriter
+	on *bool
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	c.n++
-	return c.w.Write(p)
+func (c *countConn) Write(p []byte) (int, error) {
+	if *c.on {
+		c.cw.n++
+	}
+	return c.Conn.Write(p)
 }
 
 // dialCounting opens a session to addr and counts its writes from now on.
 func dialCounting(t *testing.T, addr string) (*session, *countWriter) {
 	t.Helper()
-	s, err := dial(context.Background(), &dialSpec{Addr: addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts})
+	cw := &countWriter{}
+	// Counting from after the session is open: EHLO's write is not counted.
+	var counting bool
+	spec := &dialSpec{Addr: addr, TLS: smtpclient.None, Helo: "client.test", Timeouts: testTimeouts,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			return &countConn{Conn: c, cw: cw, on: &counting}, err
+		}}
+	s, err := dial(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.close)
-	cw := &countWriter{w: s.conn}
-	s.w.Reset(cw)
+	counting = true
 	return s, cw
 }
 
@@ -49,11 +62,11 @@ func plainTxn(to string) *txn {
 func TestPipelinedTransactions(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	s, cw := dialCounting(t, f.addr)
-	if !s.pipelining {
+	if !s.Has("PIPELINING") {
 		t.Fatal("go-smtp's server offers PIPELINING; the session did not see it")
 	}
 	for _, to := range []string{"a@x.test", "b@x.test"} {
-		if _, _, err := s.deliver(plainTxn(to)); err != nil {
+		if _, _, err := s.Deliver(plainTxn(to)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,13 +79,13 @@ func TestPipelinedTransactions(t *testing.T) {
 	// Chained: d, with c's commands riding on d's dot; then c, with e's.
 	cw.n = 0
 	c, d, e := plainTxn("c@x.test"), plainTxn("d@x.test"), plainTxn("e@x.test")
-	if _, _, err := s.deliverThen(d, c); err != nil {
+	if _, _, err := s.DeliverThen(d, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.deliverThen(c, e); err != nil {
+	if _, _, err := s.DeliverThen(c, e); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.deliver(e); err != nil {
+	if _, _, err := s.Deliver(e); err != nil {
 		t.Fatal(err)
 	}
 	if cw.n != 4 { // d: group, dot+c's group; c: dot+e's group; e: dot
@@ -100,18 +113,18 @@ func TestPipelinedRcptRefused(t *testing.T) {
 	var afterRcpt bool
 	m := plainTxn("bad@x.test")
 	m.AfterRcpt = func() { afterRcpt = true }
-	_, st, err := s.deliver(m)
+	_, st, err := s.Deliver(m)
 	var se *smtpclient.Error
-	if !errors.As(err, &se) || st != stageRcpt || se.Command != "RCPT" || se.Code != 550 ||
+	if !errors.As(err, &se) || st != smtpclient.StageRcpt || se.Command != "RCPT" || se.Code != 550 ||
 		!strings.Contains(se.Error(), "550 5.1.1 <bad@x.test>: no such user") {
 		t.Fatalf("stage %v, err %v", st, err)
 	}
-	if afterRcpt || s.broken {
-		t.Errorf("after a refused RCPT: data_sent queued %v, session broken %v", afterRcpt, s.broken)
+	if afterRcpt || s.Broken() {
+		t.Errorf("after a refused RCPT: data_sent queued %v, session broken %v", afterRcpt, s.Broken())
 	}
 	// The session goes on: RSET rides in the next group (RFC 2920 §3.1).
 	cw.n = 0
-	if _, _, err := s.deliver(plainTxn("good@x.test")); err != nil {
+	if _, _, err := s.Deliver(plainTxn("good@x.test")); err != nil {
 		t.Fatal(err)
 	}
 	if cw.n != 2 || f.ackedFor("good@x.test") != 1 || f.sessionCount() != 1 {
@@ -125,18 +138,18 @@ func TestPipelinedMailRefused(t *testing.T) {
 	srv.script["RCPT"] = "503 5.5.1 MAIL first"
 	srv.script["DATA"] = "503 5.5.1 RCPT first"
 	s, _ := dialCounting(t, srv.addr)
-	_, st, err := s.deliver(plainTxn("a@x.test"))
+	_, st, err := s.Deliver(plainTxn("a@x.test"))
 	var se *smtpclient.Error
-	if !errors.As(err, &se) || st != stageMail || se.Command != "MAIL" || se.Code != 550 || se.Message != "sender not allowed" {
+	if !errors.As(err, &se) || st != smtpclient.StageMail || se.Command != "MAIL" || se.Code != 550 || se.Message != "sender not allowed" {
 		t.Fatalf("stage %v, err %v", st, err)
 	}
-	if s.broken {
+	if s.Broken() {
 		t.Error("a refused MAIL broke the session")
 	}
 	delete(srv.script, "MAIL")
 	delete(srv.script, "RCPT")
 	delete(srv.script, "DATA")
-	if _, _, err := s.deliver(plainTxn("a@x.test")); err != nil {
+	if _, _, err := s.Deliver(plainTxn("a@x.test")); err != nil {
 		t.Fatal(err)
 	}
 	want := "EHLO client.test|MAIL FROM:<s@x.test> BODY=8BITMIME|RCPT TO:<a@x.test>|DATA|" +
@@ -150,10 +163,10 @@ func TestPipelined421InTheGroup(t *testing.T) {
 	srv := newScriptServer(t, "PIPELINING")
 	srv.script["RCPT"] = "421 4.3.2 shutting down"
 	s, _ := dialCounting(t, srv.addr)
-	_, st, err := s.deliver(plainTxn("a@x.test"))
+	_, st, err := s.Deliver(plainTxn("a@x.test"))
 	var se *smtpclient.Error
-	if !errors.As(err, &se) || st != stageRcpt || se.Code != 421 || !s.broken {
-		t.Fatalf("stage %v, err %v, broken %v", st, err, s.broken)
+	if !errors.As(err, &se) || st != smtpclient.StageRcpt || se.Code != 421 || !s.Broken() {
+		t.Fatalf("stage %v, err %v, broken %v", st, err, s.Broken())
 	}
 	if s.usable(time.Now()) {
 		t.Error("a session the server is closing is still usable")
@@ -166,10 +179,10 @@ func TestDataAcceptedAfterRefusedRcpt(t *testing.T) {
 	srv := newScriptServer(t, "PIPELINING")
 	srv.script["RCPT"] = "550 5.1.1 no such user"
 	s, _ := dialCounting(t, srv.addr)
-	_, st, err := s.deliver(plainTxn("a@x.test"))
+	_, st, err := s.Deliver(plainTxn("a@x.test"))
 	var se *smtpclient.Error
-	if !errors.As(err, &se) || st != stageRcpt || se.Code != 550 || !s.broken {
-		t.Fatalf("stage %v, err %v, broken %v", st, err, s.broken)
+	if !errors.As(err, &se) || st != smtpclient.StageRcpt || se.Code != 550 || !s.Broken() {
+		t.Fatalf("stage %v, err %v, broken %v", st, err, s.Broken())
 	}
 	s.close()
 	if srv.messages() != 0 {
@@ -180,7 +193,7 @@ func TestDataAcceptedAfterRefusedRcpt(t *testing.T) {
 func TestWithoutPipeliningOneCommandPerRoundTrip(t *testing.T) {
 	srv := newScriptServer(t) // no PIPELINING
 	s, cw := dialCounting(t, srv.addr)
-	if s.pipelining {
+	if s.Has("PIPELINING") {
 		t.Fatal("PIPELINING seen where none was offered")
 	}
 	var calls []string
@@ -188,10 +201,10 @@ func TestWithoutPipeliningOneCommandPerRoundTrip(t *testing.T) {
 	m.BeforeRcpt = func() error { calls = append(calls, "rcpt"); return nil }
 	m.AfterRcpt = func() { calls = append(calls, "queued") }
 	m.BeforeDot = func() error { calls = append(calls, "dot"); return nil }
-	if _, _, err := s.deliverThen(m, plainTxn("b@x.test")); err != nil { // no chaining either
+	if _, _, err := s.DeliverThen(m, plainTxn("b@x.test")); err != nil { // no chaining either
 		t.Fatal(err)
 	}
-	if _, _, err := s.deliver(plainTxn("b@x.test")); err != nil {
+	if _, _, err := s.Deliver(plainTxn("b@x.test")); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(calls, ",") != "rcpt,queued,dot" || cw.n != 8 || srv.pipelined() != 0 || srv.messages() != 2 {
@@ -217,7 +230,7 @@ func TestDotStuffingArrivesIntact(t *testing.T) {
 	body := "Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nbare LF\nnext.\r\n. \r\nlast line, no end"
 	want := "Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nbare LF\r\nnext.\r\n. \r\nlast line, no end\r\n"
 	s, _ := dialCounting(t, ln.Addr().String())
-	if _, _, err := s.deliver(&txn{From: "s@x.test", To: "a@x.test", Data: []byte(body)}); err != nil {
+	if _, _, err := s.Deliver(&txn{From: "s@x.test", To: "a@x.test", Data: []byte(body)}); err != nil {
 		t.Fatal(err)
 	}
 	s.close()
@@ -238,7 +251,7 @@ func TestWriteData(t *testing.T) {
 	} {
 		var b bytes.Buffer
 		w := bufio.NewWriter(&b)
-		if err := writeData(w, []byte(c.in)); err != nil {
+		if err := smtpclient.WriteData(w, []byte(c.in)); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()
@@ -390,7 +403,7 @@ func TestAuthExchange(t *testing.T) {
 	srv := newScriptServer(t, "AUTH LOGIN")
 	srv.script["AUTH"] = "334 UGFzc3dvcmQ6" // "Password:", after the user name as initial response
 	srv.script["CZNJCMV0"] = "235 2.7.0 welcome"
-	spec := &dialSpec{Addr: srv.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts, InsecureAuth: true,
+	spec := &dialSpec{Addr: srv.addr, TLS: smtpclient.None, Helo: "client.test", Timeouts: testTimeouts, InsecureAuth: true,
 		Auth: func() (sasl.Client, error) { return sasl.NewLoginClient("bob", "s3cret"), nil }}
 	s, err := dial(context.Background(), spec)
 	if err != nil {

@@ -43,9 +43,9 @@ func Wrap(ctx context.Context, conn net.Conn) *Conn {
 	return c
 }
 
-// Dial connects with d (nil: a zero net.Dialer) and wraps the connection.
+// DialConn connects with d (nil: a zero net.Dialer) and wraps the connection.
 // The connect attempt itself is bounded by ctx.
-func Dial(ctx context.Context, d *net.Dialer, network, addr string) (*Conn, error) {
+func DialConn(ctx context.Context, d *net.Dialer, network, addr string) (*Conn, error) {
 	if d == nil {
 		d = &net.Dialer{}
 	}

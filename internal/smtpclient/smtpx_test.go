@@ -81,7 +81,7 @@ func TestConnClampsDeadlinesAndCancels(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	c, err := Dial(ctx, nil, "tcp", ln.Addr().String())
+	c, err := DialConn(ctx, nil, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
