@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"strings"
 	"time"
-
 )
 
 // Stage is how far a transaction got; it decides what a failure means.
