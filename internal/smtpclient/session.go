@@ -322,18 +322,37 @@ func (c *Client) Fallback() bool { return c.fallback }
 // the session is of no more use.
 func (c *Client) Broken() bool { return c.broken }
 
-// Auth runs the SASL exchange of RFC 4954 §4 with opts.Auth's client;
-// the password never goes out without TLS unless opts.InsecureAuth.
+// Auth runs the SASL exchange of RFC 4954 §4 with opts.Auth's client.
 func (c *Client) Auth() error {
+	if err := c.authAllowed(); err != nil {
+		return err
+	}
+	a, err := c.opts.Auth()
+	if err != nil {
+		return &Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
+	}
+	return c.AuthWith(a)
+}
+
+// authAllowed refuses AUTH before a byte goes out: the password never goes
+// out without TLS unless opts.InsecureAuth, and not to a server that does
+// not offer AUTH.
+func (c *Client) authAllowed() error {
 	if !c.tls && !c.opts.InsecureAuth {
 		return &Error{Permanent: true, Command: "AUTH", Message: "refusing to send the password without TLS (set insecure_auth = true to allow it)", Err: ErrPlaintextAuth}
 	}
 	if !c.Has("AUTH") {
 		return &Error{Permanent: true, Command: "AUTH", Message: "the server does not offer AUTH (RFC 4954)", Err: ErrNoAuth}
 	}
-	a, err := c.opts.Auth()
-	if err != nil {
-		return &Error{Permanent: true, Command: "AUTH", Message: err.Error(), Err: err}
+	return nil
+}
+
+// AuthWith runs the SASL exchange with a, a client the caller chose (the
+// probe picks the mechanism from those offered), under the same rules as
+// Auth. The trace hides every line sent during the exchange.
+func (c *Client) AuthWith(a sasl.Client) error {
+	if err := c.authAllowed(); err != nil {
+		return err
 	}
 	t := time.Now()
 	defer func() { c.AuthTime = time.Since(t) }()
