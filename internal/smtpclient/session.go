@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -95,6 +96,7 @@ type Client struct {
 	conn net.Conn // raw, or TLS over it
 	r    *bufio.Reader
 	w    *bufio.Writer
+	out  *counter // under w: what has gone to the connection
 	opts Options
 	to   Timeouts
 	tr   *traceSession
@@ -108,12 +110,13 @@ type Client struct {
 
 	tls      bool
 	state    tls.ConnectionState
-	fallback bool // plaintext because the server refused STARTTLS (opportunistic)
-	broken   bool // the connection failed or is out of step with the server: close it, no QUIT
-	dirty    bool // a transaction may be open: RSET before the next (RFC 5321 §4.1.1.5)
-	opened   *Txn // started with the last dot: its replies are unread (see DeliverThen)
-	stream   []*Txn
-	noChunk  bool // BDAT misbehaved on this server: DATA from now on
+	fallback bool       // plaintext because the server refused STARTTLS (opportunistic)
+	broken   bool       // the connection failed or is out of step with the server: close it, no QUIT
+	dirty    bool       // a transaction may be open: RSET before the next (RFC 5321 §4.1.1.5)
+	opened   *Txn       // started with the last dot: its replies are unread (see DeliverThen)
+	stream   []streamed // transactions streamed, replies unread (bdat.go)
+	noChunk  bool       // BDAT misbehaved on this server: DATA from now on
+	failed   *Error     // why the connection failed while transactions were streamed
 	// Messages counts the transactions begun on this session.
 	Messages int
 	// Refusals counts the 4xx and 5xx replies (Postfix slows down, then
@@ -153,7 +156,8 @@ func New(ctx context.Context, conn net.Conn, opts Options) *Client {
 	raw := Wrap(ctx, conn)
 	c := &Client{raw: raw, conn: raw, opts: opts, to: opts.Timeouts.WithDefaults()}
 	c.r = bufio.NewReaderSize(c.conn, maxLine)
-	c.w = bufio.NewWriterSize(c.conn, 8<<10)
+	c.out = &counter{w: c.conn}
+	c.w = bufio.NewWriterSize(c.out, 8<<10)
 	c.tr = opts.Trace.session(opts.Addr)
 	c.tr.note("connected to %s", conn.RemoteAddr())
 	return c
@@ -255,7 +259,8 @@ func (c *Client) Handshake(ctx context.Context) error {
 	}
 	c.tr.note("TLS started: %s %s", tls.VersionName(c.state.Version), tls.CipherSuiteName(c.state.CipherSuite))
 	c.r.Reset(c.conn)
-	c.w.Reset(c.conn)
+	c.out.w = c.conn
+	c.w.Reset(c.out)
 	return nil
 }
 
@@ -445,3 +450,16 @@ func (c *Client) readReply() (int, string, error) {
 // Room reports whether the session may begin another transaction under
 // opts.MaxMessages.
 func (c *Client) Room() bool { return c.opts.MaxMessages <= 0 || c.Messages < c.opts.MaxMessages }
+
+// counter counts the bytes written through it: how far the stream got
+// when a connection fails (bdat.go).
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
