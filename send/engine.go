@@ -29,6 +29,9 @@ type Options struct {
 	List        ListOptions
 
 	DryRun bool // render, check and resolve; open no SMTP session
+	// NoStreaming keeps to DATA, one transaction in flight per session,
+	// even where the relay offers CHUNKING (stream.go): for comparison.
+	NoStreaming bool
 	// NewRun drops an existing journal's records and starts over; without
 	// it a journal of another list or message is an error.
 	NewRun bool

@@ -16,6 +16,17 @@ import (
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
+// stageOf is how far a transaction Stream refused got: an address the
+// server cannot take is the recipient's (as DeliverThen says), anything
+// else left nothing said.
+func stageOf(err error) smtpclient.Stage {
+	var se *smtpclient.Error
+	if errors.As(err, &se) && se.Permanent {
+		return smtpclient.StageRcpt
+	}
+	return smtpclient.StageMail
+}
+
 // job is one recipient on its way through this run.
 type job struct {
 	rcpt *Recipient // its Line is the journal key
@@ -59,6 +70,12 @@ type result struct {
 // next, if not nil, may start with m's final dot (session.deliverThen).
 func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 	reply, st, err := s.DeliverThen(m, next)
+	return e.interpret(ctx, s, reply, st, err)
+}
+
+// interpret decides what one transaction's outcome on s means: the reply
+// to its end, how far it got, and the error.
+func (e *Engine) interpret(ctx context.Context, s *session, reply string, st smtpclient.Stage, err error) result {
 	if err == nil {
 		return result{state: StateSent, reason: reply}
 	}

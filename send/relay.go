@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -29,6 +30,9 @@ type relayTarget struct {
 	down *smtpclient.Error // set once: the relay cannot be used in this run
 	// unreachable: since when the relay has let no session open.
 	unreachable outage
+	// noBDAT: the relay offered CHUNKING and did not understand BDAT;
+	// DATA for the rest of the run (stream.go).
+	noBDAT atomic.Bool
 }
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
@@ -212,6 +216,10 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 					e.relayLost(j, t, err)
 					break
 				}
+			}
+			if tok == nil && !e.opts.NoStreaming && !t.noBDAT.Load() && s.CanStream() {
+				s = e.relayStream(ctx, t, w, s, j)
+				break
 			}
 			res := e.judge(ctx, s, msg, w.next())
 			if res.relayFault != nil {

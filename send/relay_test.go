@@ -93,6 +93,9 @@ func TestResetAfterDotIsUnknownNotRetried(t *testing.T) {
 		return nil
 	}
 	m := newMailing(t, f.addr, addrs(4, "example.test")...)
+	// One transaction at a time: streamed, the ones in flight behind
+	// user2 went out too and are unknown as well (TestLabStreamReset).
+	m.opts.NoStreaming = true
 	rep, err := m.run(t)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +146,10 @@ func TestTarpitTimesOutToDeferred(t *testing.T) {
 	m := newMailing(t, f.addr, addrs(3, "example.test")...)
 	m.cfg.Retry.Attempts = 1
 	m.opts.Timeouts.Command = time.Second
+	// DATA: the RCPT times out before the message goes. Streamed, the
+	// message went with the RCPT, so a silent server leaves it unknown
+	// (smtpclient's TestStreamResetInFlight; README "Design: the journal").
+	m.opts.NoStreaming = true
 	start := time.Now()
 	rep, err := m.run(t)
 	if err != nil {

@@ -46,8 +46,9 @@ type worker struct {
 	ahead    []*job // taken and recorded data_sent, not started; oldest first
 	maxAhead int    // 0 under a rate limit
 	// last and per measure the worker's time per message (wantAhead).
-	last time.Time
-	per  time.Duration
+	last   time.Time
+	per    time.Duration
+	flight *flight // streaming (stream.go)
 	// chain: the next transaction may start with the current one's dot.
 	// Relay mode only: in direct mode the next recipient's domain, hence
 	// its session, is most likely another.
@@ -64,7 +65,7 @@ type slot struct {
 // newWorker makes a worker for relay mode (one session to one relay) or
 // direct mode; limited: a rate limit applies to it.
 func (e *Engine) newWorker(limited, relay bool) *worker {
-	w := &worker{e: e, cur: e.newSlot(), nxt: e.newSlot(), chain: relay}
+	w := &worker{e: e, cur: e.newSlot(), nxt: e.newSlot(), chain: relay, flight: &flight{}}
 	switch {
 	case limited:
 	case relay:

@@ -108,7 +108,7 @@ func (c *Client) Result() (*Txn, string, Stage, error) {
 	c.stream[0] = streamed{}
 	c.stream = c.stream[1:]
 	if c.broken {
-		return e.m, "", c.lost(e), c.lastErr()
+		return e.m, "", c.lost(e), c.lostErr()
 	}
 	_ = c.conn.SetDeadline(time.Now().Add(c.to.Data))
 	steps := [...]struct {
@@ -167,8 +167,11 @@ func (c *Client) Result() (*Txn, string, Stage, error) {
 // lost is the stage of a transaction whose replies will not come: how far
 // its bytes got before the connection failed.
 func (c *Client) lost(e streamed) Stage {
-	if c.failed != nil && c.failed.Code == 421 {
-		return StageMail // the server closed after a 421 and read no further
+	if c.noChunk || (c.failed != nil && c.failed.Code == 421) {
+		// After a 421 the server read no further (RFC 5321 §3.8); after a
+		// BDAT it did not know, it read our content as commands, and
+		// without DATA's 354 none of it became a message.
+		return StageMail
 	}
 	switch sent := c.out.n; {
 	case sent >= e.end:
@@ -179,12 +182,19 @@ func (c *Client) lost(e streamed) Stage {
 	return StageMail
 }
 
-func (c *Client) lastErr() error {
+// lostErr says why a transaction in flight got no reply. It is never a
+// reply itself: the server did not refuse this transaction (after a 421 it
+// read no further), so no caller may count it as a refusal.
+func (c *Client) lostErr() error {
+	why := "the connection failed"
 	if c.failed != nil {
-		return c.failed
+		why = "the session ended (" + c.failed.Error() + ")"
 	}
-	return &Error{Command: "BDAT", Message: "the connection failed"}
+	return &Error{Command: "BDAT", Message: why + " before the server answered this transaction", Err: errLost}
 }
+
+// errLost marks a streamed transaction whose replies will not come.
+var errLost = errors.New("no reply: the session ended")
 
 // contentSize is the size of msg as writeContent sends it.
 func contentSize(msg []byte) int {

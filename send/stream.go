@@ -1,0 +1,187 @@
+package send
+
+import (
+	"context"
+	"time"
+)
+
+// Streaming to a relay: several transactions in flight per session.
+//
+// What a user feels with a relay across the internet is messages per round
+// trip: with DATA the content waits for the 354, one round trip per
+// message at best. When the relay offers CHUNKING and PIPELINING, a worker
+// streams transactions (smtpclient.Client.Stream: MAIL, RCPT and "BDAT n
+// LAST" with the content, RFC 3030 with RFC 2920) and reads their replies
+// in order, keeping up to k in flight.
+//
+// k is the session's bandwidth-delay product in messages: the least round
+// trip seen for a transaction (the network and the server's own work, no
+// queueing) over the time between replies (the pace the server keeps),
+// plus two for jitter, between 2 and maxInFlight. A near relay gets a
+// small k, a far one a large k.
+//
+// Crash guarantee (README "Design: the journal"): a transaction's record
+// says data_sent, on disk, before a byte of it is written, so after kill
+// -9 a recipient in flight is "unknown", never sent twice. Per session that
+// is at most maxInFlight in flight plus the maxLookahead taken ahead. A
+// run that ends any other way reads every reply in flight first.
+//
+// Streaming is off under a rate limit: the limit sets the pace, not the
+// round trip, and a message in flight would hold its slot.
+const maxInFlight = 32
+
+// flight is a worker's streaming state across its sessions.
+type flight struct {
+	free   []*slot // slots not in use, reused
+	queue  []*slot // in flight, oldest first
+	k      int
+	minRTT time.Duration
+	gap    time.Duration // between replies: an average
+	last   time.Time     // the last reply
+}
+
+func (f *flight) slot(e *Engine) *slot {
+	if n := len(f.free); n > 0 {
+		sl := f.free[n-1]
+		f.free = f.free[:n-1]
+		return sl
+	}
+	return e.newSlot()
+}
+
+// measure updates k from a reply to a transaction sent at sent.
+func (f *flight) measure(now, sent time.Time) {
+	if rtt := now.Sub(sent); f.minRTT == 0 || rtt < f.minRTT {
+		f.minRTT = rtt
+	}
+	if !f.last.IsZero() {
+		d := now.Sub(f.last)
+		if f.gap == 0 {
+			f.gap = d
+		} else {
+			f.gap += (d - f.gap) / 8
+		}
+	}
+	f.last = now
+	k := maxInFlight
+	if f.gap > 0 {
+		k = int(f.minRTT/f.gap) + 2
+	}
+	f.k = max(2, min(k, maxInFlight))
+}
+
+// relayStream carries jobs over s, first being the job the worker holds
+// (prepared in w.cur), with up to k transactions in flight. It returns the
+// session if it may carry more, else closes it and returns nil.
+func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *session, first *job) *session {
+	f := w.flight
+	if f.k == 0 {
+		f.k = 8 // until the first replies are measured
+	}
+	// add streams j, whose message is in sl: its record must say data_sent
+	// and be on disk first (the hooks wait for it).
+	add := func(sl *slot, j *job) bool {
+		if !j.marked {
+			e.record(j, StateDataSent)
+		}
+		if err := s.Stream(&sl.msg); err != nil {
+			res := e.interpret(ctx, s, "", stageOf(err), err)
+			e.afterRelay(t, w, j, res)
+			f.free = append(f.free, sl)
+			return false
+		}
+		f.queue = append(f.queue, sl)
+		return true
+	}
+	sl := w.cur
+	w.cur = f.slot(e)
+	add(sl, first)
+	// dropped: a reply said this session is done for (a temporary refusal
+	// of the sender, a cap on its messages). The transactions in flight
+	// behind it were refused for the same reason, not on their own: they
+	// go again on the next session, and the refusal counts once, as it
+	// would have without streaming.
+	dropped := false
+	for len(f.queue) > 0 {
+		// Fill: taken-ahead jobs whose records are on disk go at once; the
+		// worker waits for a commit (or a job) only when nothing is in flight.
+		for !dropped && len(f.queue) < f.k && s.CanStream() && s.Room() && t.isDown() == nil {
+			var j *job
+			switch {
+			case len(w.ahead) > 0 && (len(f.queue) == 0 || e.journal.Durable(w.ahead[0].ticket)):
+				j = w.ahead[0]
+				w.ahead = w.ahead[1:]
+			case len(w.ahead) == 0 && len(f.queue) == 0:
+				j = w.take(ctx)
+			}
+			if j == nil {
+				break
+			}
+			j.target = t.name
+			sl := f.slot(e)
+			if res := e.render(sl, j); res != nil {
+				f.free = append(f.free, sl)
+				e.settle(j, *res)
+				continue
+			}
+			add(sl, j)
+		}
+		if len(f.queue) == 0 {
+			break
+		}
+		sent := time.Now()
+		_ = s.Flush() // a failure shows in the results
+		sl := f.queue[0]
+		f.queue = f.queue[1:]
+		_, reply, st, err := s.Result()
+		f.measure(time.Now(), sent)
+		j := sl.j
+		res := e.interpret(ctx, s, reply, st, err)
+		switch {
+		case s.ChunkingFailed():
+			// BDAT offered, not understood: DATA with this relay from now
+			// on; nothing of this transaction was delivered.
+			t.noBDAT.Store(true)
+			w.ahead = append([]*job{j}, w.ahead...)
+		case dropped && res.se != nil && res.se.Reply() && res.state != StateSent:
+			w.ahead = append([]*job{j}, w.ahead...)
+		default:
+			e.afterRelay(t, w, j, res)
+			dropped = dropped || res.drop
+		}
+		f.free = append(f.free, sl)
+		w.takeAhead()
+	}
+	if dropped || s.Broken() || !s.Room() {
+		s.close()
+		return nil
+	}
+	s.idle = e.now()
+	return s
+}
+
+// afterRelay settles what one transaction to relay t came to, as the
+// relay worker does: a relay fault takes the relay down, a held refusal
+// counts for its breaker, a transaction that never reached the server goes
+// again first.
+func (e *Engine) afterRelay(t *relayTarget, w *worker, j *job, res result) {
+	if res.relayFault != nil {
+		t.markDown(res.relayFault)
+	}
+	if res.stale && !res.interrupted && res.journalErr == nil {
+		// Nothing of it reached the server: the next session sends it.
+		w.ahead = append([]*job{j}, w.ahead...)
+		return
+	}
+	e.counted(t.name, &res)
+	if res.held {
+		if v, se := e.refusals.paused(t.name); v != nil {
+			t.markDown(se)
+		}
+	}
+	if res.relayFault != nil {
+		e.relayLost(j, t, res.relayFault)
+		return
+	}
+	e.settle(j, res)
+}
