@@ -125,6 +125,8 @@ type Engine struct {
 	ledgers  []*quota.Ledger
 	hold     holdState
 	refusals *breakers
+	// streamed and maxInFlight are for the report (stream.go).
+	streamed, maxInFlight atomic.Int64
 	// fromDomain is the envelope sender's domain, from the first message
 	// made, for the words of refusals.
 	fromDomain atomic.Pointer[string]

@@ -47,6 +47,11 @@ type Report struct {
 	// Refusals counts every refusal a relay or MX made in this run, by
 	// target and cause, retried or not, with what it means and the fix.
 	Refusals []Refusal `json:"refusals,omitempty"`
+	// Streamed is how many transactions went with BDAT, several in flight
+	// per session (stream.go); MaxInFlight the most in flight at once on
+	// one session.
+	Streamed    int `json:"streamed,omitempty"`
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 // Counts is recipients per state.
@@ -230,6 +235,7 @@ func (e *Engine) report(start time.Time) *Report {
 		rep.Error, rep.Hint = e.fatal.Error(), e.fatal.Hint
 	}
 	rep.Refusals = e.refusals.report()
+	rep.Streamed, rep.MaxInFlight = int(e.streamed.Load()), int(e.maxInFlight.Load())
 	return rep
 }
 

@@ -91,6 +91,9 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 			return false
 		}
 		f.queue = append(f.queue, sl)
+		e.streamed.Add(1)
+		for n, m := int64(len(f.queue)), e.maxInFlight.Load(); n > m && !e.maxInFlight.CompareAndSwap(m, n); m = e.maxInFlight.Load() {
+		}
 		return true
 	}
 	sl := w.cur

@@ -126,6 +126,16 @@ type Options struct {
 	RelayMsgRateLimit int
 	// RelayRateWindow is the relay's anvil_rate_time_unit (whole seconds). Default 60s.
 	RelayRateWindow time.Duration
+	// RelayRcptReplies makes the relay refuse these recipients at RCPT TO
+	// with the whole reply given ("550 5.1.1 no such user").
+	RelayRcptReplies map[string]string
+	// RelayHardErrorLimit is the relay's smtpd_hard_error_limit: after that
+	// many errors in a session it answers 421 and hangs up. 0: Postfix's
+	// default (20).
+	RelayHardErrorLimit int
+	// RelayNoChunking hides CHUNKING from the relay's EHLO
+	// (smtpd_discard_ehlo_keywords).
+	RelayNoChunking bool
 	// ExtraDNS lines are appended verbatim to the dnsmasq configuration, e.g.
 	// "txt-record=alpha.example,v=spf1 -all" or "host-record=2.0.0.127.zen.example,127.0.0.2".
 	// Names under .example without a record are NXDOMAIN.

@@ -170,6 +170,15 @@ func (l *Lab) writeConfigs() error {
 		// The MX then sees the relay's own address, with its PTR, as a real relay's would be.
 		param{"smtp_bind_address", RelayAddr},
 	)
+	if len(o.RelayRcptReplies) > 0 {
+		relay = append(relay, param{"smtpd_recipient_restrictions", accessRule("check_recipient_access", o.RelayRcptReplies)})
+	}
+	if o.RelayHardErrorLimit > 0 {
+		relay = append(relay, param{"smtpd_hard_error_limit", strconv.Itoa(o.RelayHardErrorLimit)})
+	}
+	if o.RelayNoChunking {
+		relay = append(relay, param{"smtpd_discard_ehlo_keywords", "chunking"})
+	}
 	// No smtp inet service: RelayAddr:25 (and :2525) must be closed.
 	services := masterBase + fmt.Sprintf(`%[1]s:%[2]d inet n       -       n       -       -       smtpd
   -o syslog_name=postfix/submission
