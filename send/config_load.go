@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/address"
 )
 
 // Warning is a problem that does not stop the mailing, e.g. a plaintext
@@ -309,7 +311,7 @@ func (v *validator) check(c *Config) {
 		v.fail("helo", fmt.Sprintf("%q is not a host name", c.Helo), "write this machine's name, e.g. \"mail.example.com\"")
 	}
 	if c.From != "" {
-		if _, _, reason := normalizeAddress(c.From); reason != "" {
+		if _, _, reason := address.Normalize(c.From); reason != "" {
 			v.fail("from", reason, "write a bare address, e.g. \"news@example.com\"")
 		}
 	}

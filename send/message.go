@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+	"github.com/mailroute/mailroute/internal/address"
 )
 
 // Template is a message with merge fields, loaded once and rendered per
@@ -375,7 +376,7 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 		// so nothing can break out of the header.
 		addr := rcpt.Addr
 		if !rcpt.checked {
-			a, _, reason := normalizeAddress(addr)
+			a, _, reason := address.Normalize(addr)
 			if reason != "" {
 				return nil, fmt.Errorf("%s%s", at(rcpt), reason)
 			}
@@ -566,7 +567,7 @@ func formatAddresses(v string) (string, error) {
 	}
 	parts := make([]string, len(list))
 	for i, a := range list {
-		addr, _, reason := normalizeAddress(a.Address)
+		addr, _, reason := address.Normalize(a.Address)
 		if reason != "" {
 			return "", fmt.Errorf("%s", reason)
 		}
@@ -586,7 +587,7 @@ func parseOneAddress(v string) (string, error) {
 	if len(list) != 1 {
 		return "", fmt.Errorf("needs exactly one address, found %d", len(list))
 	}
-	addr, _, reason := normalizeAddress(list[0].Address)
+	addr, _, reason := address.Normalize(list[0].Address)
 	if reason != "" {
 		return "", fmt.Errorf("%s", reason)
 	}
