@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // crashSpec tells the child process of TestCrashFalseUnknownsAreBounded
@@ -217,7 +218,7 @@ func TestRelayDownMovesWhatWasTakenAhead(t *testing.T) {
 	rcpts := addrs(60, "example.test")
 	m := newMailing(t, down.addr, rcpts...)
 	m.cfg.Threads = 4
-	m.cfg.Relay = append(m.cfg.Relay, Relay{Host: "127.0.0.1", Port: up.port, TLS: TLSNone, Auth: "none", Threads: 2})
+	m.cfg.Relay = append(m.cfg.Relay, config.Relay{Host: "127.0.0.1", Port: up.port, TLS: config.TLSNone, Auth: "none", Threads: 2})
 	m.cfg.Relay[0].Threads = 2
 	rep, err := m.run(t)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
@@ -132,9 +133,9 @@ func (c *mxCache) unread() []string {
 // asks for.
 func familyWanted(family string, a netip.Addr) bool {
 	switch family {
-	case FamilyIPv4:
+	case config.FamilyIPv4:
 		return a.Unmap().Is4()
-	case FamilyIPv6:
+	case config.FamilyIPv6:
 		return a.Is6() && !a.Is4In6()
 	}
 	return true
@@ -473,17 +474,17 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			TLS: e.cfg.Direct.TLS, Helo: e.helo, Timeouts: e.opts.Timeouts,
 		}
 		if policy != nil {
-			spec.TLS = TLSStartTLS
+			spec.TLS = config.TLSStartTLS
 			spec.TLSConfig = &tls.Config{ServerName: c.host, RootCAs: e.roots, MinVersion: tls.VersionTLS12}
 		}
 		tried++
 		s, err := dial(ctx, spec)
-		if err != nil && spec.TLS == TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
+		if err != nil && spec.TLS == config.TLSOpportunistic && errors.Is(err, errTLSHandshake) && ctx.Err() == nil {
 			// Opportunistic TLS: the server offered STARTTLS but the
 			// handshake failed; plaintext is still better than no mail
 			// (RFC 7435 §1.3). Recorded, so the report can say so.
 			plain := *spec
-			plain.TLS = TLSNone
+			plain.TLS = config.TLSNone
 			if s, err = dial(ctx, &plain); err == nil {
 				s.fallback = true
 			}

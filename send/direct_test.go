@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
 )
@@ -20,7 +21,7 @@ import (
 // and whose MX port is the fake server's.
 func directMailing(t *testing.T, f *fakeServer, d *dnstest.Server, rcpts ...string) *mailing {
 	m := newMailing(t, f.addr, rcpts...)
-	m.cfg.Mode = ModeDirect
+	m.cfg.Mode = config.ModeDirect
 	m.cfg.Relay = nil
 	m.cfg.Resolver = d.Addr
 	m.cfg.Direct.Port = f.port
@@ -146,7 +147,7 @@ func TestDirectOpportunisticTLSFallsBack(t *testing.T) {
 
 	// With tls = "starttls" there is no plaintext retry.
 	m2 := directMailing(t, f, d, "b@old.test")
-	m2.cfg.Direct.TLS = TLSStartTLS
+	m2.cfg.Direct.TLS = config.TLSStartTLS
 	m2.cfg.Retry.Attempts = 1
 	rep, err = m2.run(t)
 	if err != nil {
@@ -246,9 +247,9 @@ func TestDirectAddressFamily(t *testing.T) {
 		sessions bool
 		reason   string
 	}{
-		{FamilyAny, StateSent, true, ""},
-		{FamilyIPv4, StateSent, true, ""},
-		{FamilyIPv6, StateDeferred, false, ""},
+		{config.FamilyAny, StateSent, true, ""},
+		{config.FamilyIPv4, StateSent, true, ""},
+		{config.FamilyIPv6, StateDeferred, false, ""},
 	} {
 		t.Run(c.family, func(t *testing.T) {
 			f := newFakeServer(t, nil, false)

@@ -1,3 +1,7 @@
+// Package send runs a mailing: it reads the recipient list, renders
+// messages, delivers them direct-to-MX or through relays, and keeps a
+// journal so a re-run never sends twice. Its configuration is package
+// internal/config.
 package send
 
 import (
@@ -13,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
@@ -103,7 +108,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Engine runs one mailing. Make it with New, then call Run once. Drain may
 // be called from another goroutine (on SIGINT).
 type Engine struct {
-	cfg  *Config
+	cfg  *config.Config
 	opts Options
 	now  func() time.Time
 	helo string
@@ -153,7 +158,7 @@ type Engine struct {
 // New checks what can be checked without sending: the config (defaults
 // are filled in), the list, the template against the list's columns, the
 // DKIM key. Its errors are *Error with Setup set.
-func New(cfg *Config, opts Options) (*Engine, error) {
+func New(cfg *config.Config, opts Options) (*Engine, error) {
 	e := &Engine{cfg: cfg, opts: opts, now: opts.Now}
 	if e.now == nil {
 		e.now = time.Now
@@ -178,7 +183,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
 	}
-	cfg.ApplyDefaults() // LoadConfig did it already; a Config made in code may not have
+	cfg.ApplyDefaults() // config.Load did it already; a Config made in code may not have
 	if err := cfg.Validate(); err != nil {
 		return setup(err, "")
 	}
@@ -304,7 +309,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	e.jobs = make(chan *job, e.cfg.Threads*maxLookahead)
 	e.retry = newRetryQueue(e.opts.RetryQueue)
 	var workers sync.WaitGroup
-	if e.cfg.Mode == ModeDirect {
+	if e.cfg.Mode == config.ModeDirect {
 		e.pool = newPool(e.sessions, e.cfg.Direct.PerDomainThreads)
 		for range e.cfg.Threads {
 			e.live.Add(1)
@@ -355,7 +360,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 
 // prepareTargets sets up relays (secrets, TLS roots) or the resolver.
 func (e *Engine) prepareTargets() error {
-	if e.cfg.Mode == ModeDirect {
+	if e.cfg.Mode == config.ModeDirect {
 		r := e.opts.Resolver
 		if r == nil {
 			var res *resolve.Resolver

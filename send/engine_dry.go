@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // Plan is what a dry run found: what a real run would do.
@@ -34,11 +36,11 @@ type Plan struct {
 
 // PlanRelay is one relay as a run would use it.
 type PlanRelay struct {
-	Addr    string  `json:"addr"`
-	TLS     TLSMode `json:"tls"`
-	Auth    string  `json:"auth"`
-	Threads int     `json:"threads"`
-	Rate    string  `json:"rate,omitempty"`
+	Addr    string         `json:"addr"`
+	TLS     config.TLSMode `json:"tls"`
+	Auth    string         `json:"auth"`
+	Threads int            `json:"threads"`
+	Rate    string         `json:"rate,omitempty"`
 }
 
 // maxPlanDomains caps the domains a plan names; the count is whole.
@@ -164,7 +166,7 @@ func (p *Plan) writeText(b *strings.Builder, r *Report) {
 	if p.DNSTrouble > 0 {
 		fmt.Fprintf(b, "%d recipients' domains could not be resolved now (would be deferred)\n", p.DNSTrouble)
 	}
-	if r.Mode == ModeDirect {
+	if r.Mode == config.ModeDirect {
 		fmt.Fprintf(b, "mode direct: %d sessions in all", p.Threads)
 	} else {
 		fmt.Fprintf(b, "mode relay: %d sessions in all", p.Threads)

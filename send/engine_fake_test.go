@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -268,7 +269,7 @@ func testCert(t testing.TB, dir string) (*tls.Config, string) {
 // mailing is a test mailing: a list, a template and a config in a temp dir.
 type mailing struct {
 	dir  string
-	cfg  *Config
+	cfg  *config.Config
 	opts Options
 }
 
@@ -294,10 +295,10 @@ func newMailing(t testing.TB, addr string, rcpts ...string) *mailing {
 	host, port, _ := net.SplitHostPort(addr)
 	var p int
 	fmt.Sscan(port, &p)
-	cfg := &Config{
-		Mode: ModeRelay, Threads: 2, Helo: "client.test",
-		Relay: []Relay{{Host: host, Port: p, TLS: TLSNone, Auth: "none"}},
-		Retry: Retry{Attempts: 3, Backoff: Duration(10 * time.Millisecond), MaxBackoff: Duration(40 * time.Millisecond), Within: Duration(time.Minute)},
+	cfg := &config.Config{
+		Mode: config.ModeRelay, Threads: 2, Helo: "client.test",
+		Relay: []config.Relay{{Host: host, Port: p, TLS: config.TLSNone, Auth: "none"}},
+		Retry: config.Retry{Attempts: 3, Backoff: config.Duration(10 * time.Millisecond), MaxBackoff: config.Duration(40 * time.Millisecond), Within: config.Duration(time.Minute)},
 	}
 	cfg.ApplyDefaults()
 	return &mailing{dir: dir, cfg: cfg, opts: Options{

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
@@ -85,7 +86,7 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 		// Reset, timeout, closed: this connection is done for.
 		res.state, res.drop = StateDeferred, true
 		res.stale = st == stageMail
-	case st == stageMail && se.Permanent && e.cfg.Mode != ModeDirect:
+	case st == stageMail && se.Permanent && e.cfg.Mode != config.ModeDirect:
 		// The relay refuses our sender (or wants a login): it would refuse
 		// every recipient the same way.
 		res.state, res.drop, res.relayFault = StatePending, true, se
@@ -332,7 +333,7 @@ func (h *jobHeap) Pop() any {
 // messageDigest hashes what makes the messages what they are, so that a
 // re-run with another message is refused rather than mixing two mailings
 // in one journal.
-func messageDigest(textPath, htmlPath string, cfg *Config) (string, error) {
+func messageDigest(textPath, htmlPath string, cfg *config.Config) (string, error) {
 	h := sha256.New()
 	for _, p := range []string{textPath, htmlPath} {
 		if p == "" {

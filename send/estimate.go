@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 )
 
@@ -54,7 +55,7 @@ func (e *Engine) estimate(n int) (*Estimate, error) {
 	}
 	var global *limiter
 	var relays []*limiter // nil: the relay has no limit of its own
-	if e.cfg.Mode != ModeDirect {
+	if e.cfg.Mode != config.ModeDirect {
 		relays = make([]*limiter, len(e.relays))
 	}
 	for _, sp := range specs {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 func rcpts(prefix string, n int) []string {
@@ -21,7 +23,7 @@ func rcpts(prefix string, n int) []string {
 func TestDryRunEstimateCountsTheLedger(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	quotaDir := t.TempDir()
-	hourly := Rates{{N: 10, Window: time.Hour}}
+	hourly := config.Rates{{N: 10, Window: time.Hour}}
 
 	fresh := newMailing(t, f.addr, rcpts("b", 20)...)
 	fresh.cfg.Rate, fresh.opts.QuotaDir, fresh.opts.DryRun = hourly, quotaDir, true

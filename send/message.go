@@ -3,6 +3,7 @@ package send
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
 	"mime"
@@ -314,7 +315,7 @@ func (t *Template) Check(header []string) error {
 		errs = append(errs, fmt.Errorf("%s", msg))
 	}
 	if len(errs) > 0 {
-		return joinErrors(errs)
+		return errors.Join(errs...) // one error reads as itself
 	}
 	fields := make(map[string]string, len(header))
 	for _, h := range header {

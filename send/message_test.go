@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-message"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/internal/testpki"
 )
 
 func loadTestTemplate(t testing.TB, text string) *Template {
@@ -330,7 +332,7 @@ func TestRenderConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSigner(&DKIM{Domain: "example.com", Selector: "s1", KeyFile: writeKey(t, "ed25519", "pkcs8", 0o600)})
+	s, err := NewSigner(&config.DKIM{Domain: "example.com", Selector: "s1", KeyFile: testpki.WriteKey(t, "ed25519", "pkcs8", 0o600)})
 	if err != nil {
 		t.Fatal(err)
 	}

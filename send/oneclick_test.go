@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // TestHasOneClick reads what send renders, long (folded) fields included.
@@ -15,13 +17,13 @@ func TestHasOneClick(t *testing.T) {
 	}
 	long := "https://unsubscribe.shop.example/" + strings.Repeat("path/", 20) + "?id={{.id}}"
 	for _, tt := range []struct {
-		u    *Unsubscribe
+		u    *config.Unsubscribe
 		want bool
 	}{
 		{nil, false},
-		{&Unsubscribe{Mailto: "leave@shop.example"}, false},
-		{&Unsubscribe{URL: "https://shop.example/u?id={{.id}}"}, true},
-		{&Unsubscribe{URL: long, Mailto: "leave-with-a-long-name@unsubscribe.shop.example?subject={{.id}}"}, true},
+		{&config.Unsubscribe{Mailto: "leave@shop.example"}, false},
+		{&config.Unsubscribe{URL: "https://shop.example/u?id={{.id}}"}, true},
+		{&config.Unsubscribe{URL: long, Mailto: "leave-with-a-long-name@unsubscribe.shop.example?subject={{.id}}"}, true},
 	} {
 		tmpl, err := LoadTemplate(msg, "")
 		if err != nil {

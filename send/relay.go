@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
@@ -33,7 +34,7 @@ type relayTarget struct {
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
 // so a password_cmd runs once per run, not per session) and thread shares.
-func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts) ([]*relayTarget, error) {
+func newRelayTargets(ctx context.Context, cfg *config.Config, helo string, to Timeouts) ([]*relayTarget, error) {
 	var out []*relayTarget
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
@@ -50,7 +51,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 			// "0: share of the global threads".
 			t.threads = max(1, cfg.Threads/len(cfg.Relay))
 		}
-		if r.TLS != TLSNone {
+		if r.TLS != config.TLSNone {
 			tc, err := relayTLSConfig(r)
 			if err != nil {
 				return nil, err
@@ -92,7 +93,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 
 // relayTLSConfig trusts the system roots plus ca_file and checks the
 // certificate names the configured host.
-func relayTLSConfig(r *Relay) (*tls.Config, error) {
+func relayTLSConfig(r *config.Relay) (*tls.Config, error) {
 	pool, err := smtpclient.Roots(r.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)

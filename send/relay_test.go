@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 func addrs(n int, domain string) []string {
@@ -193,9 +194,9 @@ func Test452SplitsTheTransaction(t *testing.T) {
 		return nil
 	}
 	m := newMailing(t, f.addr, addrs(2, "example.test")...)
-	m.cfg.Retry.Backoff = Duration(time.Hour) // only the immediate retry can help
-	m.cfg.Retry.MaxBackoff = Duration(time.Hour)
-	m.cfg.Retry.Within = Duration(2 * time.Hour)
+	m.cfg.Retry.Backoff = config.Duration(time.Hour) // only the immediate retry can help
+	m.cfg.Retry.MaxBackoff = config.Duration(time.Hour)
+	m.cfg.Retry.Within = config.Duration(2 * time.Hour)
 	rep, err := m.run(t)
 	if err != nil {
 		t.Fatal(err)
@@ -380,9 +381,9 @@ func TestTLSAndAuth(t *testing.T) {
 			m := newMailing(t, f.addr, addrs(3, "example.test")...)
 			t.Setenv("MAILROUTE_TEST_PW", "s3cret")
 			r := &m.cfg.Relay[0]
-			r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
+			r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = config.TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
 			if implicit {
-				r.TLS = TLSImplicit
+				r.TLS = config.TLSImplicit
 			}
 			rep, err := m.run(t)
 			if err != nil {
@@ -400,7 +401,7 @@ func TestBadPasswordStopsTheRun(t *testing.T) {
 	m := newMailing(t, f.addr, addrs(3, "example.test")...)
 	t.Setenv("MAILROUTE_TEST_PW", "wrong")
 	r := &m.cfg.Relay[0]
-	r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
+	r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = config.TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
 	rep, err := m.run(t)
 	var se *Error
 	if !errors.As(err, &se) || se.Setup || !strings.Contains(err.Error(), "535") {
@@ -418,7 +419,7 @@ func TestUntrustedCertificateStopsTheRun(t *testing.T) {
 	srvTLS, _ := testCert(t, t.TempDir())
 	f := newFakeServer(t, srvTLS, false)
 	m := newMailing(t, f.addr, addrs(1, "example.test")...)
-	m.cfg.Relay[0].TLS = TLSStartTLS // no ca_file: the self-signed certificate is not trusted
+	m.cfg.Relay[0].TLS = config.TLSStartTLS // no ca_file: the self-signed certificate is not trusted
 	_, err := m.run(t)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a certificate error", err)
@@ -430,7 +431,7 @@ func TestTwoRelaysShareTheWork(t *testing.T) {
 	b := newFakeServer(t, nil, false)
 	m := newMailing(t, a.addr, addrs(40, "example.test")...)
 	m.cfg.Threads = 2
-	m.cfg.Relay = append(m.cfg.Relay, Relay{Host: "127.0.0.1", Port: b.port, TLS: TLSNone, Auth: "none"})
+	m.cfg.Relay = append(m.cfg.Relay, config.Relay{Host: "127.0.0.1", Port: b.port, TLS: config.TLSNone, Auth: "none"})
 	rep, err := m.run(t)
 	if err != nil {
 		t.Fatal(err)

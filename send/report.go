@@ -8,24 +8,26 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // Report is what a run did, for people (WriteText) and programs (JSON).
 // Counts cover the whole list, this run and earlier ones: a recipient sent
 // by an earlier run counts as sent.
 type Report struct {
-	Mode       Mode      `json:"mode"`
-	DryRun     bool      `json:"dry_run"`
-	Journal    string    `json:"journal,omitempty"`
-	Run        uint32    `json:"run,omitempty"` // this run's number in the journal
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-	Seconds    float64   `json:"seconds"`
-	Recipients int       `json:"recipients"` // good rows in the list
-	BadRows    int       `json:"bad_rows"`   // rows left out (--skip-bad-rows)
-	Counts     Counts    `json:"counts"`
-	ThisRun    Counts    `json:"this_run"`        // outcomes reached by this run
-	PerSecond  float64   `json:"rate_per_second"` // this run's sent messages per second
+	Mode       config.Mode `json:"mode"`
+	DryRun     bool        `json:"dry_run"`
+	Journal    string      `json:"journal,omitempty"`
+	Run        uint32      `json:"run,omitempty"` // this run's number in the journal
+	Started    time.Time   `json:"started"`
+	Finished   time.Time   `json:"finished"`
+	Seconds    float64     `json:"seconds"`
+	Recipients int         `json:"recipients"` // good rows in the list
+	BadRows    int         `json:"bad_rows"`   // rows left out (--skip-bad-rows)
+	Counts     Counts      `json:"counts"`
+	ThisRun    Counts      `json:"this_run"`        // outcomes reached by this run
+	PerSecond  float64     `json:"rate_per_second"` // this run's sent messages per second
 	// NextRetry is the earliest next_at among deferred recipients: a re-run
 	// retries them at once, but a run before this time may meet the same
 	// refusal.

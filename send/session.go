@@ -11,15 +11,16 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // dialSpec says how to open one session.
 type dialSpec struct {
-	Addr       string      // host:port to connect to
-	ServerName string      // the name the server is known by (TLS SNI, messages)
-	TLS        TLSMode     // implicit, starttls, opportunistic or none
-	TLSConfig  *tls.Config // nil: no verification (direct mode, RFC 7435 opportunistic security)
+	Addr       string         // host:port to connect to
+	ServerName string         // the name the server is known by (TLS SNI, messages)
+	TLS        config.TLSMode // implicit, starttls, opportunistic or none
+	TLSConfig  *tls.Config    // nil: no verification (direct mode, RFC 7435 opportunistic security)
 	Helo       string
 	// Auth, when set, makes a SASL client for AUTH (RFC 4954). It is called
 	// only once TLS is up, or in clear with InsecureAuth.
@@ -125,7 +126,7 @@ func dial(ctx context.Context, spec *dialSpec) (*session, error) {
 
 func (s *session) open(ctx context.Context) error {
 	spec := s.spec
-	if spec.TLS == TLSImplicit {
+	if spec.TLS == config.TLSImplicit {
 		if err := s.handshake(ctx); err != nil {
 			return err
 		}
@@ -139,13 +140,13 @@ func (s *session) open(ctx context.Context) error {
 		return err
 	}
 	switch spec.TLS {
-	case TLSImplicit, TLSNone, "":
+	case config.TLSImplicit, config.TLSNone, "":
 		return nil
 	}
 
 	// STARTTLS (RFC 3207).
 	if _, ok := s.ext["STARTTLS"]; !ok {
-		if spec.TLS == TLSStartTLS {
+		if spec.TLS == config.TLSStartTLS {
 			return &smtpclient.Error{Permanent: true, Command: "STARTTLS", Message: "the server does not offer STARTTLS and tls = \"starttls\" requires it"}
 		}
 		return nil
@@ -155,7 +156,7 @@ func (s *session) open(ctx context.Context) error {
 		return smtpclient.Classify("STARTTLS", err)
 	}
 	if code != 220 {
-		if spec.TLS == TLSOpportunistic && code != 421 {
+		if spec.TLS == config.TLSOpportunistic && code != 421 {
 			// "454 TLS not available" (RFC 3207 §4): the session goes on in
 			// plaintext; opportunistic TLS accepts that.
 			s.fallback = true

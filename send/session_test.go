@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
@@ -17,7 +18,7 @@ var testTimeouts = Timeouts{Connect: 2 * time.Second, Command: 2 * time.Second, 
 func TestSessionRefusesPasswordWithoutTLS(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	f.users = map[string]string{"bob": "pw"}
-	spec := &dialSpec{Addr: f.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts,
+	spec := &dialSpec{Addr: f.addr, TLS: config.TLSNone, Helo: "client.test", Timeouts: testTimeouts,
 		Auth: func() (sasl.Client, error) { return sasl.NewPlainClient("", "bob", "pw"), nil }}
 	_, err := dial(context.Background(), spec)
 	var se *smtpclient.Error
@@ -34,7 +35,7 @@ func TestSessionRefusesPasswordWithoutTLS(t *testing.T) {
 
 func TestSessionStartTLSRequired(t *testing.T) {
 	f := newFakeServer(t, nil, false) // no TLS config: STARTTLS not offered
-	spec := &dialSpec{Addr: f.addr, ServerName: "fake.test", TLS: TLSStartTLS, Helo: "client.test", Timeouts: testTimeouts}
+	spec := &dialSpec{Addr: f.addr, ServerName: "fake.test", TLS: config.TLSStartTLS, Helo: "client.test", Timeouts: testTimeouts}
 	_, err := dial(context.Background(), spec)
 	var se *smtpclient.Error
 	if !errors.As(err, &se) || !se.Permanent || se.Command != "STARTTLS" {
@@ -42,7 +43,7 @@ func TestSessionStartTLSRequired(t *testing.T) {
 	}
 	// Opportunistic goes on in plaintext, and that is not a fallback: TLS
 	// was never offered.
-	spec.TLS = TLSOpportunistic
+	spec.TLS = config.TLSOpportunistic
 	s, err := dial(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestSessionStartTLSRequired(t *testing.T) {
 
 func TestSessionDeliverAndReuse(t *testing.T) {
 	f := newFakeServer(t, nil, false)
-	s, err := dial(context.Background(), &dialSpec{Addr: f.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts})
+	s, err := dial(context.Background(), &dialSpec{Addr: f.addr, TLS: config.TLSNone, Helo: "client.test", Timeouts: testTimeouts})
 	if err != nil {
 		t.Fatal(err)
 	}

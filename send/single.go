@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // Single is one message to one address, for a test before a mailing (the
@@ -44,9 +46,9 @@ type SingleResult struct {
 // holding the password in memory sets Relay.Password on a copy. Errors are
 // *Error, as from New and Engine.Run: setup errors (nothing was sent) and
 // run errors such as a refused login.
-func SendSingle(ctx context.Context, cfg *Config, m Single) (*SingleResult, error) {
+func SendSingle(ctx context.Context, cfg *config.Config, m Single) (*SingleResult, error) {
 	c := *cfg
-	c.Relay = append([]Relay(nil), cfg.Relay...)
+	c.Relay = append([]config.Relay(nil), cfg.Relay...)
 	c.Threads, c.Rate = 1, nil
 	for i := range c.Relay {
 		c.Relay[i].Threads, c.Relay[i].Rate = 0, nil

@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // singleConfig is a relay config for the fake server at addr.
-func singleConfig(addr string) *Config {
+func singleConfig(addr string) *config.Config {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	cfg := &Config{Mode: ModeRelay, Threads: 4, Helo: "client.test", Rate: Rates{{N: 1, Window: time.Hour}},
-		Relay: []Relay{{Host: host, Port: p, TLS: TLSNone, Auth: "none"}},
-		Retry: Retry{Attempts: 5, Backoff: Duration(time.Hour), MaxBackoff: Duration(2 * time.Hour)}}
+	cfg := &config.Config{Mode: config.ModeRelay, Threads: 4, Helo: "client.test", Rate: config.Rates{{N: 1, Window: time.Hour}},
+		Relay: []config.Relay{{Host: host, Port: p, TLS: config.TLSNone, Auth: "none"}},
+		Retry: config.Retry{Attempts: 5, Backoff: config.Duration(time.Hour), MaxBackoff: config.Duration(2 * time.Hour)}}
 	cfg.ApplyDefaults()
 	return cfg
 }
@@ -113,7 +114,7 @@ func TestSendSingleLogin(t *testing.T) {
 	f.users = map[string]string{"bob": "s3cret"}
 	cfg := singleConfig(f.addr)
 	r := &cfg.Relay[0]
-	r.TLS, r.Auth, r.Username, r.CAFile, r.Password = TLSImplicit, "plain", "bob", ca, "s3cret"
+	r.TLS, r.Auth, r.Username, r.CAFile, r.Password = config.TLSImplicit, "plain", "bob", ca, "s3cret"
 	res, err := SendSingle(context.Background(), cfg, Single{From: "bob@example.test", To: "bob@example.test", Subject: "t", Text: "x\n", Timeouts: fastTimeouts})
 	if err != nil || res.State != StateSent || f.ackedFor("bob@example.test") != 1 {
 		t.Fatalf("%v %+v", err, res)

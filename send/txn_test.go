@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
@@ -32,7 +33,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // dialCounting opens a session to addr and counts its writes from now on.
 func dialCounting(t *testing.T, addr string) (*session, *countWriter) {
 	t.Helper()
-	s, err := dial(context.Background(), &dialSpec{Addr: addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts})
+	s, err := dial(context.Background(), &dialSpec{Addr: addr, TLS: config.TLSNone, Helo: "client.test", Timeouts: testTimeouts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func TestAuthExchange(t *testing.T) {
 	srv := newScriptServer(t, "AUTH LOGIN")
 	srv.script["AUTH"] = "334 UGFzc3dvcmQ6" // "Password:", after the user name as initial response
 	srv.script["CZNJCMV0"] = "235 2.7.0 welcome"
-	spec := &dialSpec{Addr: srv.addr, TLS: TLSNone, Helo: "client.test", Timeouts: testTimeouts, InsecureAuth: true,
+	spec := &dialSpec{Addr: srv.addr, TLS: config.TLSNone, Helo: "client.test", Timeouts: testTimeouts, InsecureAuth: true,
 		Auth: func() (sasl.Client, error) { return sasl.NewLoginClient("bob", "s3cret"), nil }}
 	s, err := dial(context.Background(), spec)
 	if err != nil {

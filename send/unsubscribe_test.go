@@ -7,22 +7,24 @@ import (
 	"testing"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/internal/testpki"
 )
 
 func TestRenderUnsubscribe(t *testing.T) {
 	tests := []struct {
 		name       string
-		u          Unsubscribe
+		u          config.Unsubscribe
 		fields     map[string]string
 		list, post string
 	}{
-		{"both", Unsubscribe{URL: "https://example.com/u?id={{.id}}", Mailto: "leave@example.com?subject={{.id}}"},
+		{"both", config.Unsubscribe{URL: "https://example.com/u?id={{.id}}", Mailto: "leave@example.com?subject={{.id}}"},
 			map[string]string{"id": "42"}, "<https://example.com/u?id=42>, <mailto:leave@example.com?subject=42>", "List-Unsubscribe=One-Click"},
 		// RFC 8058 §3.1: no Post field without an https URI.
-		{"mailto only", Unsubscribe{Mailto: "leave@example.com"}, nil, "<mailto:leave@example.com>", ""},
-		{"url only", Unsubscribe{URL: "https://example.com/u/{{.id}}"}, map[string]string{"id": "a b"}, "<https://example.com/u/a+b>", "List-Unsubscribe=One-Click"},
+		{"mailto only", config.Unsubscribe{Mailto: "leave@example.com"}, nil, "<mailto:leave@example.com>", ""},
+		{"url only", config.Unsubscribe{URL: "https://example.com/u/{{.id}}"}, map[string]string{"id": "a b"}, "<https://example.com/u/a+b>", "List-Unsubscribe=One-Click"},
 		// A value cannot end the URI, add another, or a header field.
-		{"escaped", Unsubscribe{URL: "https://example.com/u?id={{.id}}"}, map[string]string{"id": "x>, <https://evil.example/\r\nBcc: a@b"},
+		{"escaped", config.Unsubscribe{URL: "https://example.com/u?id={{.id}}"}, map[string]string{"id": "x>, <https://evil.example/\r\nBcc: a@b"},
 			"<https://example.com/u?id=x%3E%2C+%3Chttps%3A%2F%2Fevil.example%2F%0D%0ABcc%3A+a%40b>", "List-Unsubscribe=One-Click"},
 	}
 	for _, tt := range tests {
@@ -51,36 +53,36 @@ func TestRenderUnsubscribe(t *testing.T) {
 
 func TestUnsubscribeErrors(t *testing.T) {
 	tmpl := loadTestTemplate(t, "From: news@example.com\nSubject: Hi\n\nHello.\n")
-	if err := tmpl.SetUnsubscribe(&Unsubscribe{URL: "https://example.com/u?id={{.nosuch}}"}); err != nil {
+	if err := tmpl.SetUnsubscribe(&config.Unsubscribe{URL: "https://example.com/u?id={{.nosuch}}"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tmpl.Check([]string{"email", "id"}); err == nil || !strings.Contains(err.Error(), `"nosuch" is not a column`) {
 		t.Errorf("Check: %v", err)
 	}
 	own := loadTestTemplate(t, "From: news@example.com\nList-Unsubscribe: <mailto:x@example.com>\nSubject: Hi\n\nHello.\n")
-	if err := own.SetUnsubscribe(&Unsubscribe{Mailto: "leave@example.com"}); err == nil || !strings.Contains(err.Error(), "remove one") {
+	if err := own.SetUnsubscribe(&config.Unsubscribe{Mailto: "leave@example.com"}); err == nil || !strings.Contains(err.Error(), "remove one") {
 		t.Errorf("the message's own List-Unsubscribe: %v", err)
 	}
 	for _, tt := range []struct {
-		u        Unsubscribe
+		u        config.Unsubscribe
 		key, msg string
 	}{
-		{Unsubscribe{}, "unsubscribe", "neither url nor mailto"},
-		{Unsubscribe{URL: "http://example.com/u"}, "unsubscribe.url", "https"},
-		{Unsubscribe{URL: "https://example.com/u?id={{.id"}, "unsubscribe.url", "unclosed action"},
-		{Unsubscribe{URL: "https://exa mple.com/{{.id}}"}, "unsubscribe.url", ""},
-		{Unsubscribe{Mailto: "not an address"}, "unsubscribe.mailto", "not an address"},
-		{Unsubscribe{URL: "https://example.com/u/{{.id}}", Mailto: "Leave <leave@example.com>"}, "unsubscribe.mailto", "not an address"},
+		{config.Unsubscribe{}, "unsubscribe", "neither url nor mailto"},
+		{config.Unsubscribe{URL: "http://example.com/u"}, "unsubscribe.url", "https"},
+		{config.Unsubscribe{URL: "https://example.com/u?id={{.id"}, "unsubscribe.url", "unclosed action"},
+		{config.Unsubscribe{URL: "https://exa mple.com/{{.id}}"}, "unsubscribe.url", ""},
+		{config.Unsubscribe{Mailto: "not an address"}, "unsubscribe.mailto", "not an address"},
+		{config.Unsubscribe{URL: "https://example.com/u/{{.id}}", Mailto: "Leave <leave@example.com>"}, "unsubscribe.mailto", "not an address"},
 	} {
-		cfg := &Config{Mode: ModeDirect, Unsubscribe: &tt.u}
+		cfg := &config.Config{Mode: config.ModeDirect, Unsubscribe: &tt.u}
 		cfg.ApplyDefaults()
 		err := cfg.Validate()
-		var ce *ConfigError
+		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Key != tt.key || !strings.Contains(ce.Message, tt.msg) {
 			t.Errorf("%+v: %v, want %s: …%s…", tt.u, err, tt.key, tt.msg)
 		}
 	}
-	cfg := &Config{Mode: ModeDirect, Unsubscribe: &Unsubscribe{URL: "https://example.com/u?id={{.id}}", Mailto: "leave@example.com?subject={{.id}}"}}
+	cfg := &config.Config{Mode: config.ModeDirect, Unsubscribe: &config.Unsubscribe{URL: "https://example.com/u?id={{.id}}", Mailto: "leave@example.com?subject={{.id}}"}}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("a good [unsubscribe]: %v", err)
@@ -90,20 +92,20 @@ func TestUnsubscribeErrors(t *testing.T) {
 // TestUnsubscribeSigned: RFC 8058 §4 wants both fields under the DKIM
 // signature, also when dkim.headers does not name them.
 func TestUnsubscribeSigned(t *testing.T) {
-	key := testKey(t, "ed25519")
-	s, err := NewSigner(&DKIM{Domain: "example.com", Selector: "s1", KeyFile: writeKeyFile(t, key, "pkcs8", 0o600), Headers: []string{"From", "Subject"}})
+	key := testpki.DKIMKey(t, "ed25519")
+	s, err := NewSigner(&config.DKIM{Domain: "example.com", Selector: "s1", KeyFile: testpki.WriteKeyFile(t, key, "pkcs8", 0o600), Headers: []string{"From", "Subject"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := loadTestTemplate(t, "From: news@example.com\nSubject: Hi\n\nHello.\n")
-	if err := tmpl.SetUnsubscribe(&Unsubscribe{URL: "https://example.com/u?id={{.id}}"}); err != nil {
+	if err := tmpl.SetUnsubscribe(&config.Unsubscribe{URL: "https://example.com/u?id={{.id}}"}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := tmpl.Render(testRecipient(map[string]string{"id": "7"}), RenderOptions{Now: testNow, Signer: s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &dkim.VerifyOptions{LookupTXT: func(string) ([]string, error) { return []string{dnsRecord(t, key)}, nil }}
+	opts := &dkim.VerifyOptions{LookupTXT: func(string) ([]string, error) { return []string{testpki.DKIMRecord(t, key)}, nil }}
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(r.Data), opts)
 	if err != nil || len(vs) != 1 || vs[0].Err != nil {
 		t.Fatalf("verify: %v %+v", err, vs)
@@ -137,7 +139,7 @@ func FuzzUnsubscribeHeaders(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tmpl.SetUnsubscribe(&Unsubscribe{URL: url, Mailto: mailto}) != nil {
+		if tmpl.SetUnsubscribe(&config.Unsubscribe{URL: url, Mailto: mailto}) != nil {
 			return
 		}
 		r, err := tmpl.Render(testRecipient(map[string]string{"id": id}), RenderOptions{Now: testNow})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailroute/mailroute/advisor"
 	"github.com/mailroute/mailroute/internal/auth"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/probe"
 	"github.com/mailroute/mailroute/send"
@@ -58,14 +59,14 @@ type checkDoc struct {
 }
 
 type checkPlanDoc struct {
-	Mode      send.Mode `json:"mode"`
-	Envelope  string    `json:"envelope_from"`
-	From      string    `json:"from"`
-	Addrs     []string  `json:"sending_addrs,omitempty"`
-	AddrsFrom string    `json:"sending_addrs_from,omitempty"`
-	Relay     string    `json:"relay,omitempty"`
-	Provider  string    `json:"provider,omitempty"`
-	Resolver  string    `json:"resolver"`
+	Mode      config.Mode `json:"mode"`
+	Envelope  string      `json:"envelope_from"`
+	From      string      `json:"from"`
+	Addrs     []string    `json:"sending_addrs,omitempty"`
+	AddrsFrom string      `json:"sending_addrs_from,omitempty"`
+	Relay     string      `json:"relay,omitempty"`
+	Provider  string      `json:"provider,omitempty"`
+	Resolver  string      `json:"resolver"`
 }
 
 func runCheck(c *cli.Context) error {
@@ -83,7 +84,7 @@ func runCheck(c *cli.Context) error {
 	if c.Duration("timeout") <= 0 {
 		return usage(fmt.Errorf("--timeout %s: must be positive", c.Duration("timeout")), "")
 	}
-	cfg, warnings, err := send.LoadConfig(c.String("config"))
+	cfg, warnings, err := config.Load(c.String("config"))
 	if err != nil {
 		return configProblem(err)
 	}
@@ -129,7 +130,7 @@ func runCheck(c *cli.Context) error {
 // authCheck judges a loaded mailing: SPF, DKIM and DMARC, and the bulk
 // rules when it has a list. DNS gets timeout per group of look-ups. Shared
 // by check and send --dry-run.
-func authCheck(ctx context.Context, cfg *send.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
+func authCheck(ctx context.Context, cfg *config.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
 	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
 	if cfg.DKIM != nil {
 		signer, err := send.NewSigner(cfg.DKIM)
@@ -190,10 +191,10 @@ func parseSendingIPs(vs []string) ([]netip.Addr, error) {
 // addresses in relay mode (and its catalog entry), this machine's public
 // address in direct mode (--sending-ip, else a DNS echo service as probe
 // --identity asks).
-func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *send.Config, plan *advisor.AuthPlan, given []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) {
+func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *config.Config, plan *advisor.AuthPlan, given []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) {
 	if len(given) > 0 {
 		plan.Addrs, plan.AddrsFrom = given, "--sending-ip"
-		if cfg.Mode == send.ModeRelay && len(cfg.Relay) > 0 {
+		if cfg.Mode == config.ModeRelay && len(cfg.Relay) > 0 {
 			plan.RelayHost = cfg.Relay[0].Host
 			if m := advisor.Find(plan.RelayHost, "", nil); m != nil {
 				plan.Provider = m.Provider
@@ -201,7 +202,7 @@ func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *send.Config, 
 		}
 		return
 	}
-	if cfg.Mode == send.ModeRelay {
+	if cfg.Mode == config.ModeRelay {
 		if len(cfg.Relay) == 0 {
 			return
 		}
@@ -293,7 +294,7 @@ type mailing struct {
 // readMailing renders the message for the list's first recipient (or a
 // sample without a list) to learn its From and headers, and counts the
 // list's recipients by domain.
-func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing, error) {
+func readMailing(cfg *config.Config, message, list, emailColumn string) (*mailing, error) {
 	tmpl, err := send.LoadTemplate(message, "")
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send"
 )
 
@@ -116,7 +117,7 @@ func runSend(c *cli.Context) error {
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(send.GCPercent))
 	}
-	cfg, warnings, err := send.LoadConfig(c.String("config"))
+	cfg, warnings, err := config.Load(c.String("config"))
 	if err != nil {
 		return configProblem(err)
 	}
@@ -208,7 +209,7 @@ func maxWait(d time.Duration) time.Duration {
 func sendProblem(err error) error {
 	var se *send.Error
 	if errors.As(err, &se) {
-		var ce *send.ConfigError
+		var ce *config.Error
 		if errors.As(se.Err, &ce) || se.Setup {
 			if r := configProblem(se.Err); se.Hint == "" {
 				return r
@@ -224,7 +225,7 @@ func sendProblem(err error) error {
 // with the first hint found.
 func configProblem(err error) error {
 	hint := ""
-	var ce *send.ConfigError
+	var ce *config.Error
 	var le *send.ListError
 	switch {
 	case errors.As(err, &ce):

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send"
 )
 
@@ -106,7 +107,7 @@ func (w *wizard) testMessage(ctx context.Context) error {
 			// that is never written.
 			r.Password, r.PasswordEnv, r.PasswordCmd = w.cred.Secret, "", ""
 		}
-		cfg.Relay = []send.Relay{r}
+		cfg.Relay = []config.Relay{r}
 	}
 	w.say("Sending a test message from %s to %s, %s…", w.from, to, via)
 	host, _ := os.Hostname()

@@ -1,7 +1,10 @@
-// Package send runs a mailing: it owns the configuration (and its TOML form),
-// reads the recipient list, renders messages, delivers them direct-to-MX or
-// through relays, and keeps a journal so a re-run never sends twice.
-package send
+// Package config is a mailing's configuration: the Config type, its TOML
+// form (decoding with every error at once, defaults, validation, writing a
+// commented file, `config describe`) and the values it is written in
+// (rates, durations). It is separate from package send so that what only
+// reads or writes a config (the advisor, the wizard, `config check`) does
+// not pull in the delivery engine, its journal database and DKIM signing.
+package config
 
 import "time"
 

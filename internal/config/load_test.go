@@ -1,4 +1,4 @@
-package send
+package config
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"time"
 )
 
-// configErrors flattens what ParseConfig returns into its *ConfigErrors.
-func configErrors(t *testing.T, err error) []*ConfigError {
+// configErrors flattens what Parse returns into its *Errors.
+func configErrors(t *testing.T, err error) []*Error {
 	t.Helper()
-	var out []*ConfigError
+	var out []*Error
 	var walk func(error)
 	walk = func(e error) {
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
@@ -24,9 +24,9 @@ func configErrors(t *testing.T, err error) []*ConfigError {
 			}
 			return
 		}
-		var ce *ConfigError
+		var ce *Error
 		if !errors.As(e, &ce) {
-			t.Fatalf("error %v (%T) is not a *ConfigError", e, e)
+			t.Fatalf("error %v (%T) is not a *Error", e, e)
 		}
 		out = append(out, ce)
 	}
@@ -65,7 +65,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _, err := ParseConfig([]byte(tt.src), "c.toml")
+			c, _, err := Parse([]byte(tt.src), "c.toml")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _, err := ParseConfig([]byte(tt.src), "c.toml")
+			c, _, err := Parse([]byte(tt.src), "c.toml")
 			if err == nil {
 				t.Fatalf("no error; config %+v", c)
 			}
@@ -146,13 +146,13 @@ func TestParseConfigErrors(t *testing.T) {
 
 func TestConfigErrorFormat(t *testing.T) {
 	for _, tt := range []struct {
-		e    ConfigError
+		e    Error
 		want string
 	}{
-		{ConfigError{File: "c.toml", Line: 3, Key: "relay.port", Message: "bad"}, "c.toml:3: relay.port: bad"},
-		{ConfigError{File: "c.toml", Key: "relay", Message: "bad"}, "c.toml: relay: bad"},
-		{ConfigError{Key: "threads", Message: "bad"}, "threads: bad"},
-		{ConfigError{File: "c.toml", Line: 2, Message: "bad"}, "c.toml:2: bad"},
+		{Error{File: "c.toml", Line: 3, Key: "relay.port", Message: "bad"}, "c.toml:3: relay.port: bad"},
+		{Error{File: "c.toml", Key: "relay", Message: "bad"}, "c.toml: relay: bad"},
+		{Error{Key: "threads", Message: "bad"}, "threads: bad"},
+		{Error{File: "c.toml", Line: 2, Message: "bad"}, "c.toml:2: bad"},
 	} {
 		if got := tt.e.Error(); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)
@@ -162,7 +162,7 @@ func TestConfigErrorFormat(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	src := "mode = \"direct\"\n[[relay]]\nhost = \"h.example\"\nport = 465\ntls = \"starttls\"\nusername = \"u\"\npassword = \"hunter2\"\n"
-	_, warns, err := ParseConfig([]byte(src), "c.toml")
+	_, warns, err := Parse([]byte(src), "c.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestLoadConfigPasswordPermissions(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := LoadConfig(path)
+	_, _, err := Load(path)
 	errs := configErrors(t, err)
 	if e := errs[0]; e.Line != 4 || e.Message != path+" is readable by others and holds a password" || e.Hint != "chmod 600 "+path {
 		t.Errorf("got %+v", e)
@@ -198,11 +198,11 @@ func TestLoadConfigPasswordPermissions(t *testing.T) {
 	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, warns, err := LoadConfig(path)
+	c, warns, err := Load(path)
 	if err != nil || len(warns) != 1 || c.Relay[0].Password != "hunter2" {
 		t.Errorf("after chmod 600: %v, %v", warns, err)
 	}
-	if _, _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.toml")); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if _, _, err := Load(filepath.Join(t.TempDir(), "missing.toml")); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -211,7 +211,7 @@ func TestValidateWithoutFile(t *testing.T) {
 	c := &Config{Relay: []Relay{{Host: "a.example"}, {Host: "b.example", Port: 99999}}}
 	c.ApplyDefaults()
 	err := c.Validate()
-	var ce *ConfigError
+	var ce *Error
 	if !errors.As(err, &ce) || ce.Key != "relay[1].port" || ce.File != "" || ce.Line != 0 {
 		t.Fatalf("got %#v", err)
 	}
@@ -346,7 +346,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("[[relay]]\nhost = 'a'\nnotes = [\n\"x = 1\",\n]\n[[relay]]\nzz = 1\n"))
 	f.Add([]byte("rate = \"10/5m\"\n[retry]\nbackoff = 3\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, _, err := ParseConfig(data, "f.toml")
+		c, _, err := Parse(data, "f.toml")
 		if err != nil {
 			if c != nil {
 				t.Fatal("config returned with an error")
@@ -356,10 +356,10 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		// A config that loads must write and load again.
 		var b strings.Builder
-		if err := WriteConfig(&b, c, []string{"fuzz"}); err != nil {
-			t.Fatalf("WriteConfig: %v", err)
+		if err := Write(&b, c, []string{"fuzz"}); err != nil {
+			t.Fatalf("Write: %v", err)
 		}
-		c2, _, err := ParseConfig([]byte(b.String()), "again.toml")
+		c2, _, err := Parse([]byte(b.String()), "again.toml")
 		if err != nil {
 			t.Fatalf("re-parse: %v\n%s", err, b.String())
 		}

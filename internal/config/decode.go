@@ -1,4 +1,4 @@
-package send
+package config
 
 import (
 	"bytes"
@@ -18,11 +18,11 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// CheckConfig is LoadConfig for `config check`: it returns every error of
+// Check is Load for `config check`: it returns every error of
 // the file and, unless the file could not be read or parsed at all, the
 // Config as far as it could be decoded, so that the relays' password
 // sources can be checked in the same run.
-func CheckConfig(path string) (*Config, []Warning, error) {
+func Check(path string) (*Config, []Warning, error) {
 	data, src, err := readConfig(path)
 	if err != nil {
 		return nil, nil, err
@@ -70,7 +70,7 @@ func parseConfigAll(data []byte, src *configSource) (*Config, []Warning, error) 
 		if line == 0 {
 			line = src.lines.line(key) // inside an inline table: its line
 		}
-		errs = append(errs, &ConfigError{File: src.name, Line: line, Key: key, Message: "unknown key", Hint: hint})
+		errs = append(errs, &Error{File: src.name, Line: line, Key: key, Message: "unknown key", Hint: hint})
 	}
 
 	// Zero means "use the default" for these, so a written 0 would silently
@@ -87,7 +87,7 @@ func parseConfigAll(data []byte, src *configSource) (*Config, []Warning, error) 
 	} {
 		key := strings.Join(z.key, ".")
 		if z.v == 0 && md.IsDefined(z.key...) && !d.hasFailed(key) {
-			errs = append(errs, &ConfigError{File: src.name, Line: src.lines.line(key), Key: key,
+			errs = append(errs, &Error{File: src.name, Line: src.lines.line(key), Key: key,
 				Message: "must be at least 1", Hint: "remove the line to get the default"})
 		}
 	}
@@ -108,7 +108,7 @@ func parseConfigAll(data []byte, src *configSource) (*Config, []Warning, error) 
 }
 
 func errLine(err error) int {
-	var ce *ConfigError
+	var ce *Error
 	if errors.As(err, &ce) && ce.Line > 0 {
 		return ce.Line
 	}
@@ -234,7 +234,7 @@ func (d *keyDecoder) fail(err error, fv reflect.Value, path string) {
 	fv.Set(reflect.Zero(fv.Type()))
 	d.failed[path] = true
 	e := decodeError(err, d.src)
-	var ce *ConfigError
+	var ce *Error
 	if errors.As(e, &ce) {
 		ce.Key = path
 		if d.relays <= 1 {
@@ -309,7 +309,7 @@ func readConfig(path string) ([]byte, *configSource, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, nil, &ConfigError{File: path, Message: err.Error()}
+		return nil, nil, &Error{File: path, Message: err.Error()}
 	}
 	src := &configSource{name: path}
 	if st, err := os.Stat(path); err == nil && runtime.GOOS != "windows" {
@@ -342,7 +342,7 @@ var (
 )
 
 func decodeError(err error, src *configSource) error {
-	ce := &ConfigError{File: src.name, Message: strings.TrimPrefix(err.Error(), "toml: ")}
+	ce := &Error{File: src.name, Message: strings.TrimPrefix(err.Error(), "toml: ")}
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		ce.Line, ce.Key, ce.Message = pe.Position.Line, pe.LastKey, pe.Message

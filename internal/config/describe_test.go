@@ -1,4 +1,4 @@
-package send
+package config
 
 import (
 	"os"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/testpki"
 )
 
 func TestDescribeFields(t *testing.T) {
@@ -58,7 +60,7 @@ func fullConfig(t *testing.T) *Config {
 		},
 		Direct: Direct{PerDomainThreads: 3},
 		Retry:  Retry{Attempts: 7, Within: Duration(time.Hour)},
-		DKIM:   &DKIM{Domain: "example.com", Selector: "s1", KeyFile: writeKey(t, "ed25519", "pkcs8", 0o600)},
+		DKIM:   &DKIM{Domain: "example.com", Selector: "s1", KeyFile: testpki.WriteKey(t, "ed25519", "pkcs8", 0o600)},
 		Evidence: Evidence{
 			MeasuredAt:     time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 			Source:         "smtp.example.com:465",
@@ -89,10 +91,10 @@ func TestWriteConfigRoundTrip(t *testing.T) {
 	for name, c := range map[string]*Config{"full": fullConfig(t), "minimal": minimal, "direct": direct} {
 		t.Run(name, func(t *testing.T) {
 			var b strings.Builder
-			if err := WriteConfig(&b, c, []string{"written by a test", "", "second line"}); err != nil {
+			if err := Write(&b, c, []string{"written by a test", "", "second line"}); err != nil {
 				t.Fatal(err)
 			}
-			got, _, err := ParseConfig([]byte(b.String()), "w.toml")
+			got, _, err := Parse([]byte(b.String()), "w.toml")
 			if err != nil {
 				t.Fatalf("%v\n%s", err, b.String())
 			}
@@ -107,7 +109,7 @@ func TestWriteConfigComments(t *testing.T) {
 	c := &Config{Relay: []Relay{{Host: "smtp.example.com", Username: "u", PasswordEnv: "P"}}}
 	c.ApplyDefaults()
 	var b strings.Builder
-	if err := WriteConfig(&b, c, []string{"mailroute advise, 2025-03-04"}); err != nil {
+	if err := Write(&b, c, []string{"mailroute advise, 2025-03-04"}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -139,7 +141,7 @@ func TestWriteConfigComments(t *testing.T) {
 	d := &Config{Mode: ModeDirect}
 	d.ApplyDefaults()
 	b.Reset()
-	WriteConfig(&b, d, nil)
+	Write(&b, d, nil)
 	if !strings.Contains(b.String(), "# [[relay]]\n") {
 		t.Errorf("no commented [[relay]] example:\n%s", b.String())
 	}
@@ -191,15 +193,15 @@ func TestExampleConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, warns, err := ParseConfig(data, f)
+		c, warns, err := Parse(data, f)
 		if err != nil || len(warns) > 0 {
 			t.Fatalf("%s: %v %v", f, warns, err)
 		}
 		var b strings.Builder
-		if err := WriteConfig(&b, c, nil); err != nil {
+		if err := Write(&b, c, nil); err != nil {
 			t.Fatal(err)
 		}
-		c2, _, err := ParseConfig([]byte(b.String()), "again")
+		c2, _, err := Parse([]byte(b.String()), "again")
 		if err != nil || !reflect.DeepEqual(normalizeTimes(c), normalizeTimes(c2)) {
 			t.Errorf("%s: round trip: %v", f, err)
 		}

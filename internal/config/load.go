@@ -1,4 +1,4 @@
-package send
+package config
 
 import (
 	"bytes"
@@ -33,9 +33,9 @@ func (w Warning) String() string {
 	return w.Key + ": " + w.Message
 }
 
-// ConfigError is one problem in a configuration: where it is, what is wrong,
+// Error is one problem in a configuration: where it is, what is wrong,
 // and (separately, for a "hint:" line) what to do about it.
-type ConfigError struct {
+type Error struct {
 	File    string // "" when the Config did not come from a file
 	Line    int    // 1-based; 0 when unknown
 	Key     string // dotted key, "relay[1].port" when there are several relays
@@ -47,7 +47,7 @@ type ConfigError struct {
 }
 
 // Error is "FILE:LINE: KEY: MESSAGE"; parts that are unknown are left out.
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -65,10 +65,10 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// LoadConfig reads, decodes, defaults and validates a config file. Besides
-// what ParseConfig checks, it refuses a plaintext password in a file that
-// others can read. Errors are *ConfigError or an errors.Join of them.
-func LoadConfig(path string) (*Config, []Warning, error) {
+// Load reads, decodes, defaults and validates a config file. Besides
+// what Parse checks, it refuses a plaintext password in a file that
+// others can read. Errors are *Error or an errors.Join of them.
+func Load(path string) (*Config, []Warning, error) {
 	data, src, err := readConfig(path)
 	if err != nil {
 		return nil, nil, err
@@ -76,10 +76,10 @@ func LoadConfig(path string) (*Config, []Warning, error) {
 	return parseConfig(data, src)
 }
 
-// ParseConfig decodes, defaults and validates a config held in memory; name
-// is the file name used in messages. Errors are *ConfigError or an
+// Parse decodes, defaults and validates a config held in memory; name
+// is the file name used in messages. Errors are *Error or an
 // errors.Join of them; when validation fails, its warnings come back too.
-func ParseConfig(data []byte, name string) (*Config, []Warning, error) {
+func Parse(data []byte, name string) (*Config, []Warning, error) {
 	return parseConfig(data, &configSource{name: name})
 }
 
@@ -182,9 +182,9 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// Validate checks a defaulted Config. It returns nil, a *ConfigError, or an
+// Validate checks a defaulted Config. It returns nil, a *Error, or an
 // errors.Join of them. Without a file it can't give lines or check the
-// file's permissions; LoadConfig does both.
+// file's permissions; Load does both.
 func (c *Config) Validate() error {
 	v := &validator{src: &configSource{}, relays: len(c.Relay)}
 	v.check(c)
@@ -287,7 +287,7 @@ func (v *validator) fail(path, msg, hint string) {
 	if v.skip != nil && v.skip(path) {
 		return
 	}
-	v.errs = append(v.errs, &ConfigError{File: v.src.name, Line: v.src.lines.line(path), Key: v.display(path), Message: msg, Hint: hint})
+	v.errs = append(v.errs, &Error{File: v.src.name, Line: v.src.lines.line(path), Key: v.display(path), Message: msg, Hint: hint})
 }
 
 func (v *validator) warn(path, msg string) {
@@ -460,8 +460,8 @@ func (v *validator) checkDKIM(d *DKIM) {
 		v.fail("dkim.key_file", "missing", "a PEM private key file, readable only by you")
 		return
 	}
-	if _, err := NewSigner(d); err != nil {
-		var ce *ConfigError
+	if _, err := d.LoadKey(); err != nil {
+		var ce *Error
 		if errors.As(err, &ce) {
 			v.fail(ce.Key, ce.Message, ce.Hint)
 		} else {

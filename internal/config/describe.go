@@ -1,4 +1,4 @@
-package send
+package config
 
 import (
 	"bufio"
@@ -109,12 +109,12 @@ func tomlType(t reflect.Type) string {
 	return t.Kind().String()
 }
 
-// WriteConfig writes c as commented TOML: the header lines as "# " comments,
+// Write writes c as commented TOML: the header lines as "# " comments,
 // then every key with its doc (and default) as comments above it. Keys with a
 // zero value are written commented out ("# password_cmd = \"\"") so the reader
 // sees what exists; so are the [[relay]] and [dkim] tables when there are none.
-// ParseConfig reads the output back to an equal Config.
-func WriteConfig(w io.Writer, c *Config, header []string) error {
+// Parse reads the output back to an equal Config.
+func Write(w io.Writer, c *Config, header []string) error {
 	var body bytes.Buffer
 	bw := bufio.NewWriter(&body)
 	if err := writeTable(bw, reflect.ValueOf(c).Elem(), "", false); err != nil {
