@@ -15,6 +15,7 @@ import (
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // directMailing is a direct-mode mailing whose resolver is the fake DNS
@@ -55,13 +56,13 @@ func TestDirectOutcomesByDNS(t *testing.T) {
 	}
 	wantCounts(t, rep, Counts{Sent: 2, Deferred: 1, Failed: 2})
 	for addr, want := range map[string]struct {
-		state  State
+		state  journal.State
 		reason string
 	}{
-		"b@servfail.test": {StateDeferred, "SERVFAIL"},
-		"c@null.test":     {StateFailed, "domain accepts no mail (null MX, RFC 7505)"},
-		"d@nx.test":       {StateFailed, "NXDOMAIN"},
-		"a@ok.test":       {StateSent, ""},
+		"b@servfail.test": {journal.StateDeferred, "SERVFAIL"},
+		"c@null.test":     {journal.StateFailed, "domain accepts no mail (null MX, RFC 7505)"},
+		"d@nx.test":       {journal.StateFailed, "NXDOMAIN"},
+		"a@ok.test":       {journal.StateSent, ""},
 	} {
 		rec := m.record(t, addr)
 		if rec.State != want.state || !strings.Contains(rec.Reason, want.reason) {
@@ -243,13 +244,13 @@ func TestDeadHostsAreTriedLast(t *testing.T) {
 func TestDirectAddressFamily(t *testing.T) {
 	for _, c := range []struct {
 		family   string
-		want     State
+		want     journal.State
 		sessions bool
 		reason   string
 	}{
-		{config.FamilyAny, StateSent, true, ""},
-		{config.FamilyIPv4, StateSent, true, ""},
-		{config.FamilyIPv6, StateDeferred, false, ""},
+		{config.FamilyAny, journal.StateSent, true, ""},
+		{config.FamilyIPv4, journal.StateSent, true, ""},
+		{config.FamilyIPv6, journal.StateDeferred, false, ""},
 	} {
 		t.Run(c.family, func(t *testing.T) {
 			f := newFakeServer(t, nil, false)

@@ -22,6 +22,7 @@ import (
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // Options is what a run needs besides the Config.
@@ -115,7 +116,7 @@ type Engine struct {
 
 	tmpl    *Template
 	signer  *Signer
-	journal *Journal
+	journal *journal.Journal
 	stats   *ListStats
 
 	relays   []*relayTarget
@@ -283,10 +284,10 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, &Error{Err: err, Setup: true}
 	}
-	e.journal, err = OpenJournal(e.opts.JournalPath, meta, e.opts.NewRun)
+	e.journal, err = journal.Open(e.opts.JournalPath, meta, e.opts.NewRun)
 	if err != nil {
 		hint := ""
-		if errors.Is(err, ErrJournalMismatch) {
+		if errors.Is(err, journal.ErrMismatch) {
 			hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
@@ -441,7 +442,7 @@ func (e *Engine) feed(lr *ListReader) {
 		select {
 		case e.jobs <- j:
 		case <-e.soft.Done():
-			e.finish(j, StatePending, "")
+			e.finish(j, journal.StatePending, "")
 			return
 		}
 	}
@@ -460,7 +461,7 @@ func (e *Engine) countRest(lr *ListReader) {
 			continue
 		}
 		switch rec.State {
-		case StateSent, StateFailed, StateDeferred, StateUnknown:
+		case journal.StateSent, journal.StateFailed, journal.StateDeferred, journal.StateUnknown:
 			e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 			e.progress.count(rec.State, false)
 		}
@@ -469,9 +470,9 @@ func (e *Engine) countRest(lr *ListReader) {
 
 // resume decides what to do with a recipient the journal knows. It counts
 // the ones it leaves alone and reports whether to send.
-func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
+func (e *Engine) resume(rcpt *Recipient, rec *journal.Record, run uint32) bool {
 	switch rec.State {
-	case StateFailed:
+	case journal.StateFailed:
 		if e.opts.RetryFailed {
 			// Sent again on purpose (--retry-failed): the cause was mended.
 			return true
@@ -479,25 +480,25 @@ func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
 		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 		e.progress.count(rec.State, false)
 		return false
-	case StateSent:
+	case journal.StateSent:
 		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 		e.progress.count(rec.State, false)
 		return false
-	case StateDataSent:
+	case journal.StateDataSent:
 		if rec.Run == run {
 			return false // cannot happen: each line is read once per run
 		}
 		// The run that wrote it died between the dot and the reply.
-		rec.State = StateUnknown
+		rec.State = journal.StateUnknown
 		rec.Reason = "the previous run stopped after the final dot, before the reply (RFC 1047)"
 		e.journal.Put(rcpt.Line, *rec)
 		fallthrough
-	case StateUnknown:
+	case journal.StateUnknown:
 		if e.opts.RetryUnknown {
 			return true
 		}
-		e.tally.add(rcpt.Domain, StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
-		e.progress.count(StateUnknown, false)
+		e.tally.add(rcpt.Domain, journal.StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
+		e.progress.count(journal.StateUnknown, false)
 		return false
 	}
 	// pending, sending (the dot was never written), deferred: send now. A
@@ -536,14 +537,14 @@ func (e *Engine) take(ctx context.Context) *job {
 // journalMeta identifies the mailing: the list's digest, and a digest of
 // what shapes each message (templates, sender, DKIM) but not of how it is
 // sent (threads, rates, relays may change between runs).
-func (e *Engine) journalMeta() (JournalMeta, error) {
+func (e *Engine) journalMeta() (journal.Meta, error) {
 	ld, err := ListDigest(e.opts.ListPath)
 	if err != nil {
-		return JournalMeta{}, err
+		return journal.Meta{}, err
 	}
 	md, err := messageDigest(e.opts.TextPath, e.opts.HTMLPath, e.cfg)
 	if err != nil {
-		return JournalMeta{}, err
+		return journal.Meta{}, err
 	}
-	return JournalMeta{ListDigest: ld, MessageDigest: md}, nil
+	return journal.Meta{ListDigest: ld, MessageDigest: md}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // Plan is what a dry run found: what a real run would do.
@@ -62,15 +63,15 @@ func (e *Engine) dryRun() (*Report, error) {
 		}
 		plan.Relays = append(plan.Relays, pr)
 	}
-	var jr *Journal
+	var jr *journal.Journal
 	if _, err := os.Stat(e.opts.JournalPath); err == nil && !e.opts.NewRun {
 		meta, err := e.journalMeta()
 		if err != nil {
 			return nil, &Error{Err: err, Setup: true}
 		}
-		if jr, err = OpenJournalReadOnly(e.opts.JournalPath, meta); err != nil {
+		if jr, err = journal.OpenReadOnly(e.opts.JournalPath, meta); err != nil {
 			hint := ""
-			if errors.Is(err, ErrJournalMismatch) {
+			if errors.Is(err, journal.ErrMismatch) {
 				hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
 			}
 			return nil, &Error{Err: err, Hint: hint, Setup: true}
@@ -96,15 +97,15 @@ func (e *Engine) dryRun() (*Report, error) {
 			if err != nil {
 				return nil, &Error{Err: err, Setup: true}
 			}
-			if ok && (rec.State == StateSent || rec.State == StateFailed ||
-				(rec.State == StateUnknown || rec.State == StateDataSent) && !e.opts.RetryUnknown) {
+			if ok && (rec.State == journal.StateSent || rec.State == journal.StateFailed ||
+				(rec.State == journal.StateUnknown || rec.State == journal.StateDataSent) && !e.opts.RetryUnknown) {
 				plan.AlreadyDone++
 				continue
 			}
 		}
 		if _, err := e.tmpl.Render(rcpt, RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
 			plan.WouldFail++
-			e.tally.add(rcpt.Domain, StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
+			e.tally.add(rcpt.Domain, journal.StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
 			continue
 		}
 		if e.mx != nil {
@@ -116,7 +117,7 @@ func (e *Engine) dryRun() (*Report, error) {
 				}
 			}
 			if r := mxResult(mx, err); r != nil {
-				if r.state == StateFailed {
+				if r.state == journal.StateFailed {
 					plan.WouldFail++
 				} else {
 					plan.DNSTrouble++
@@ -126,7 +127,7 @@ func (e *Engine) dryRun() (*Report, error) {
 			}
 		}
 		plan.WouldSend++
-		e.tally.add(rcpt.Domain, StatePending, "", time.Time{}, false, "")
+		e.tally.add(rcpt.Domain, journal.StatePending, "", time.Time{}, false, "")
 	}
 	// Every limit that applies, and what the ledger says is used of it.
 	est, err := e.estimate(plan.WouldSend)

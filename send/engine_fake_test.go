@@ -24,7 +24,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/mailroute/mailroute/internal/config"
-	bolt "go.etcd.io/bbolt"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // fakeServer is an in-process SMTP server on 127.0.0.1 whose replies a
@@ -322,7 +322,7 @@ func (m *mailing) runCtx(t testing.TB, ctx context.Context) (*Report, error) {
 }
 
 // record reads one recipient's journal record after a run.
-func (m *mailing) record(t testing.TB, addr string) Record {
+func (m *mailing) record(t testing.TB, addr string) journal.Record {
 	t.Helper()
 	rec, found := m.lookup(t, addr)
 	if !found {
@@ -332,16 +332,16 @@ func (m *mailing) record(t testing.TB, addr string) Record {
 }
 
 // lookup reads one recipient's journal record, if it has one.
-func (m *mailing) lookup(t testing.TB, addr string) (Record, bool) {
+func (m *mailing) lookup(t testing.TB, addr string) (journal.Record, bool) {
 	t.Helper()
-	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	j, err := journal.Peek(m.opts.ListPath + ".journal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	var rec Record
+	var rec journal.Record
 	found := false
-	err = j.Each(func(_ int, r Record) error {
+	err = j.Each(func(_ int, r journal.Record) error {
 		if strings.EqualFold(r.Addr, addr) {
 			rec, found = r, true
 		}
@@ -351,13 +351,4 @@ func (m *mailing) lookup(t testing.TB, addr string) (Record, bool) {
 		t.Fatalf("reading the journal: %v", err)
 	}
 	return rec, found
-}
-
-// bboltPeek opens a journal without checking what mailing it belongs to.
-func bboltPeek(path string) (*Journal, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	return &Journal{db: db}, nil
 }

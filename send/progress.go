@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailroute/mailroute/send/journal"
 	"github.com/schollz/progressbar/v3"
 )
 
@@ -17,18 +18,18 @@ type progressCounters struct {
 	retrying                        atomic.Int64 // waiting for a retry within this run
 }
 
-func (p *progressCounters) count(s State, thisRun bool) {
+func (p *progressCounters) count(s journal.State, thisRun bool) {
 	switch s {
-	case StateSent:
+	case journal.StateSent:
 		p.sent.Add(1)
 		if thisRun {
 			p.sentNow.Add(1)
 		}
-	case StateDeferred:
+	case journal.StateDeferred:
 		p.deferred.Add(1)
-	case StateFailed:
+	case journal.StateFailed:
 		p.failed.Add(1)
-	case StateUnknown:
+	case journal.StateUnknown:
 		p.unknown.Add(1)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/smtpclient"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // relayTarget is one [[relay]] with what its workers share: how to dial,
@@ -258,13 +259,13 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 			// Another relay is up: the job goes to it, uncharged, and the
 			// journal forgets the attempt (and a data_sent taken ahead).
 			j.recorded, j.marked = false, false
-			j.rec.State = StatePending
+			j.rec.State = journal.StatePending
 			j.rec.Attempts--
 			e.journal.Put(j.rcpt.Line, j.rec)
 			if e.retry.push(j, e.now()) {
 				e.progress.retrying.Add(1)
 			} else {
-				e.finish(j, StatePending, "")
+				e.finish(j, journal.StatePending, "")
 			}
 			return
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 func addrs(n int, domain string) []string {
@@ -50,7 +51,7 @@ func TestRelaySendsAllReusingSessions(t *testing.T) {
 	if n := f.sessionCount(); n > 3 {
 		t.Errorf("%d sessions for 30 messages on 3 threads: sessions are not reused", n)
 	}
-	if rec := m.record(t, rcpts[0]); rec.State != StateSent || rec.Attempts != 1 {
+	if rec := m.record(t, rcpts[0]); rec.State != journal.StateSent || rec.Attempts != 1 {
 		t.Errorf("record = %+v", rec)
 	}
 }
@@ -105,7 +106,7 @@ func TestResetAfterDotIsUnknownNotRetried(t *testing.T) {
 	if rep.ExitCode() != 1 {
 		t.Errorf("exit code %d, want 1", rep.ExitCode())
 	}
-	if rec := m.record(t, "user2@example.test"); rec.State != StateUnknown || rec.Attempts != 1 {
+	if rec := m.record(t, "user2@example.test"); rec.State != journal.StateUnknown || rec.Attempts != 1 {
 		t.Errorf("record = %+v, want unknown after 1 attempt", rec)
 	}
 
@@ -154,7 +155,7 @@ func TestTarpitTimesOutToDeferred(t *testing.T) {
 		t.Errorf("run took %s", d)
 	}
 	rec := m.record(t, "user1@example.test")
-	if rec.State != StateDeferred || !strings.Contains(rec.Reason, "timeout") || rec.NextAt.IsZero() {
+	if rec.State != journal.StateDeferred || !strings.Contains(rec.Reason, "timeout") || rec.NextAt.IsZero() {
 		t.Errorf("record = %+v", rec)
 	}
 	if rep.NextRetry == nil {
@@ -177,7 +178,7 @@ func Test450ThenSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, rep, Counts{Sent: 3})
-	if rec := m.record(t, "user2@example.test"); rec.State != StateSent || rec.Attempts != 2 {
+	if rec := m.record(t, "user2@example.test"); rec.State != journal.StateSent || rec.Attempts != 2 {
 		t.Errorf("record = %+v, want sent after 2 attempts", rec)
 	}
 	if n := f.sessionCount(); n != 1 {
@@ -222,7 +223,7 @@ func Test550FailsWithTheServersWords(t *testing.T) {
 	}
 	wantCounts(t, rep, Counts{Sent: 2, Failed: 1})
 	rec := m.record(t, "user2@example.test")
-	if rec.State != StateFailed || !strings.Contains(rec.Reason, "550 5.1.1 <user2@example.test>: no such user") {
+	if rec.State != journal.StateFailed || !strings.Contains(rec.Reason, "550 5.1.1 <user2@example.test>: no such user") {
 		t.Errorf("record = %+v", rec)
 	}
 	if f.rcptSeen["user2@example.test"] != 1 {
@@ -271,7 +272,7 @@ func TestRerunWithChangedListIsRefused(t *testing.T) {
 	}
 	_, err := m.run(t)
 	var se *Error
-	if !errors.As(err, &se) || !se.Setup || !errors.Is(err, ErrJournalMismatch) || !strings.Contains(se.Hint, "--new-run") {
+	if !errors.As(err, &se) || !se.Setup || !errors.Is(err, journal.ErrMismatch) || !strings.Contains(se.Hint, "--new-run") {
 		t.Fatalf("err = %v, want a setup error with a --new-run hint", err)
 	}
 	m.opts.NewRun = true
@@ -333,7 +334,7 @@ func TestKilledRunThenRerunSendsOnce(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s acknowledged %d times", r, n)
 		}
-		if rec := m.record(t, r); rec.State == StateSent && n != 1 {
+		if rec := m.record(t, r); rec.State == journal.StateSent && n != 1 {
 			t.Errorf("%s recorded sent but acknowledged %d times", r, n)
 		}
 	}

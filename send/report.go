@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // Report is what a run did, for people (WriteText) and programs (JSON).
@@ -60,15 +61,15 @@ type Counts struct {
 	Pending  int `json:"pending"` // not sent yet: not tried, or held back by a refusal that is not the recipient's fault
 }
 
-func (c *Counts) add(s State, n int) {
+func (c *Counts) add(s journal.State, n int) {
 	switch s {
-	case StateSent:
+	case journal.StateSent:
 		c.Sent += n
-	case StateDeferred:
+	case journal.StateDeferred:
 		c.Deferred += n
-	case StateFailed:
+	case journal.StateFailed:
 		c.Failed += n
-	case StateUnknown:
+	case journal.StateUnknown:
 		c.Unknown += n
 	default:
 		c.Pending += n
@@ -83,9 +84,9 @@ type DomainCount struct {
 
 // ReasonCount is how many recipients ended in State for the same reason.
 type ReasonCount struct {
-	State  State  `json:"state"`
-	Reason string `json:"reason"`
-	Count  int    `json:"count"`
+	State  journal.State `json:"state"`
+	Reason string        `json:"reason"`
+	Count  int           `json:"count"`
 }
 
 // ExitCode is 0 when every recipient is sent, else 1.
@@ -109,7 +110,7 @@ const (
 )
 
 type reasonKey struct {
-	state  State
+	state  journal.State
 	reason string
 }
 
@@ -135,11 +136,11 @@ func newTally() *tally {
 // add counts one recipient. thisRun says whether this run reached the
 // outcome; addr is taken out of the reason so that "550 <a@x> unknown"
 // and "550 <b@x> unknown" count together.
-func (t *tally) add(domain string, st State, reason string, next time.Time, fallback bool, addr string) {
+func (t *tally) add(domain string, st journal.State, reason string, next time.Time, fallback bool, addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.all.add(st, 1)
-	if st == StateUnknown && len(t.unknown) < maxListed && addr != "" {
+	if st == journal.StateUnknown && len(t.unknown) < maxListed && addr != "" {
 		t.unknown = append(t.unknown, addr)
 	}
 	d := t.domains[domain]
@@ -157,10 +158,10 @@ func (t *tally) add(domain string, st State, reason string, next time.Time, fall
 	if fallback {
 		t.fallbacks++
 	}
-	if st == StateDeferred && !next.IsZero() && (t.nextRetry.IsZero() || next.Before(t.nextRetry)) {
+	if st == journal.StateDeferred && !next.IsZero() && (t.nextRetry.IsZero() || next.Before(t.nextRetry)) {
 		t.nextRetry = next
 	}
-	if st == StateSent || st == StatePending {
+	if st == journal.StateSent || st == journal.StatePending {
 		return
 	}
 	if addr != "" {
@@ -173,7 +174,7 @@ func (t *tally) add(domain string, st State, reason string, next time.Time, fall
 	t.reasons[k]++
 }
 
-func (t *tally) addRun(st State) {
+func (t *tally) addRun(st journal.State) {
 	t.mu.Lock()
 	t.run.add(st, 1)
 	t.mu.Unlock()

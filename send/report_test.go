@@ -6,18 +6,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailroute/mailroute/send/journal"
 	"github.com/miekg/dns"
 )
 
 func TestReportTextAndJSON(t *testing.T) {
 	ta := newTally()
 	next := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	ta.add("a.test", StateSent, "250 ok", time.Time{}, false, "x@a.test")
-	ta.addRun(StateSent)
-	ta.add("a.test", StateFailed, "RCPT: 550 5.1.1 <y@a.test>: no such user", time.Time{}, false, "y@a.test")
-	ta.add("b.test", StateFailed, "RCPT: 550 5.1.1 <z@b.test>: no such user", time.Time{}, false, "z@b.test")
-	ta.add("b.test", StateDeferred, "RCPT: 451 4.7.1 greylisted", next, false, "w@b.test")
-	ta.add("b.test", StateUnknown, "DATA: the server closed the connection", time.Time{}, false, "v@b.test")
+	ta.add("a.test", journal.StateSent, "250 ok", time.Time{}, false, "x@a.test")
+	ta.addRun(journal.StateSent)
+	ta.add("a.test", journal.StateFailed, "RCPT: 550 5.1.1 <y@a.test>: no such user", time.Time{}, false, "y@a.test")
+	ta.add("b.test", journal.StateFailed, "RCPT: 550 5.1.1 <z@b.test>: no such user", time.Time{}, false, "z@b.test")
+	ta.add("b.test", journal.StateDeferred, "RCPT: 451 4.7.1 greylisted", next, false, "w@b.test")
+	ta.add("b.test", journal.StateUnknown, "DATA: the server closed the connection", time.Time{}, false, "v@b.test")
 	rep := &Report{Recipients: 6, Journal: "list.csv.journal", Finished: next.Add(-time.Hour)}
 	ta.fill(rep)
 	rep.Counts.Pending = 1
@@ -56,7 +57,7 @@ func TestTallyIsBounded(t *testing.T) {
 	ta := newTally()
 	for i := range maxTallyDomains + 100 {
 		d := itoa(i) + ".test"
-		ta.add(d, StateFailed, "550 reason "+d, time.Time{}, false, "")
+		ta.add(d, journal.StateFailed, "550 reason "+d, time.Time{}, false, "")
 	}
 	if len(ta.domains) > maxTallyDomains+1 || len(ta.reasons) > maxTallyReasons+1 {
 		t.Errorf("tally grew: %d domains, %d reasons", len(ta.domains), len(ta.reasons))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // maxLookahead caps how many recipients a worker takes ahead of the one
@@ -89,7 +91,7 @@ func (e *Engine) newSlot() *slot {
 	// for a message never sent, the safe side of the line.
 	sl.msg.AfterRcpt = func() {
 		if !sl.j.marked {
-			e.record(sl.j, StateDataSent)
+			e.record(sl.j, journal.StateDataSent)
 		}
 	}
 	return sl
@@ -131,7 +133,7 @@ func (w *worker) takeAhead() {
 	for len(w.ahead) < want && w.e.soft.Err() == nil {
 		select {
 		case n := <-w.e.jobs:
-			w.e.record(n, StateDataSent)
+			w.e.record(n, journal.StateDataSent)
 			w.ahead = append(w.ahead, n)
 		default:
 			return
@@ -190,16 +192,16 @@ func (w *worker) next() *txn {
 // record queues j's attempt: the "sending" record, or data_sent when the
 // final dot may follow before another record is written. In memory the
 // state is StateSending either way, until the outcome.
-func (e *Engine) record(j *job, st State) {
+func (e *Engine) record(j *job, st journal.State) {
 	if !j.recorded {
-		j.rec.State = StateSending
+		j.rec.State = journal.StateSending
 		j.rec.Attempts++
 		j.recorded = true
 	}
 	rec := j.rec
 	rec.State = st
 	j.ticket = e.journal.Put(j.rcpt.Line, rec)
-	j.marked = st == StateDataSent
+	j.marked = st == journal.StateDataSent
 }
 
 // prepare makes j's transaction ready (it may be already, from next),
@@ -214,7 +216,7 @@ func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
 	}
 	w.nxt.j = nil
 	if !j.recorded {
-		e.record(j, StateSending)
+		e.record(j, journal.StateSending)
 	}
 	w.takeAhead()
 	return &w.cur.msg, nil
@@ -225,7 +227,7 @@ func (e *Engine) render(sl *slot, j *job) *result {
 	sl.j = nil
 	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
 	if err != nil {
-		return &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
+		return &result{state: journal.StateFailed, reason: "the message could not be made: " + err.Error()}
 	}
 	from := e.cfg.From
 	if from == "" {

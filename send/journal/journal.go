@@ -1,4 +1,10 @@
-package send
+// Package journal is a mailing's on-disk state: one record per recipient
+// (its State, attempts, the server's reply) in a bbolt file, written by a
+// group commit, so that a re-run resumes instead of sending twice. It is
+// separate from package send so that the delivery engine's code and the
+// journal's storage (bbolt, fsync, mmap trimming) can be read, tested and
+// changed on their own.
+package journal
 
 import (
 	"encoding/binary"
@@ -6,7 +12,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,172 +20,28 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// State is where one recipient stands. The journal keeps it on disk so
-// that a re-run resumes instead of sending twice.
-//
-//	pending ──▶ sending ──▶ data_sent ──▶ sent
-//	               │             │
-//	               │             └──(no reply)──▶ unknown
-//	               └──▶ deferred(n, next_at) │ failed(reason)
-//
-// "sending" is committed (fsync) before RCPT TO names the recipient;
-// "data_sent" is committed before the final dot is written. So after a
-// crash, "sending" means the message cannot have been accepted (safe to send
-// again) and "data_sent" means it may have been (RFC 1047: the reply to the
-// dot was lost), which a re-run reports as unknown. A recipient taken ahead
-// by a worker is recorded data_sent at once, in place of sending, so that
-// its dot never waits for the disk: a crash can leave a few such recipients
-// unknown although nothing was sent to them (see maxLookahead).
-type State uint8
-
-// The states of a recipient. The numbers are stored on disk: append only.
-const (
-	StatePending  State = iota // not tried yet (no record)
-	StateSending               // an attempt started; the dot was not written
-	StateDataSent              // the final dot was (or was about to be) written; no reply yet
-	StateSent                  // the server accepted the message (2xx after the dot)
-	StateDeferred              // a temporary failure; tried again later or by a re-run
-	StateFailed                // a permanent failure; never tried again
-	StateUnknown               // the connection was lost after the dot: maybe delivered
-)
-
-var stateNames = [...]string{"pending", "sending", "data_sent", "sent", "deferred", "failed", "unknown"}
-
-func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", s)
-}
-
-// MarshalText makes a State appear by name in JSON.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText reads a state back by name, so a --json report decodes.
-func (s *State) UnmarshalText(b []byte) error {
-	for i, n := range stateNames {
-		if n == string(b) {
-			*s = State(i)
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown state %q", b)
-}
-
-// Final reports whether a re-run leaves the recipient alone (without
-// --retry-unknown).
-func (s State) Final() bool { return s == StateSent || s == StateFailed || s == StateUnknown }
-
-// Record is a recipient's entry in the journal.
-type Record struct {
-	State    State
-	Run      uint32    // the run that wrote it (1, 2, … per journal)
-	Attempts int       // tries in all runs
-	NextAt   time.Time // deferred: when a retry is due
-	Updated  time.Time
-	Addr     string // the recipient, as normalized from the list
-	Domain   string // recipient domain, for the report (not stored: taken from Addr)
-	Reason   string // the server's words (failed, deferred) or its acceptance line (sent)
-	Fallback bool   // the last session fell back to plaintext after a failed TLS handshake
-}
-
 // commitPace is the least time from one commit's start to the next,
 // unless someone waits for a record. A commit costs two fdatasyncs and
 // about 70 µs of CPU (bbolt and the kernel) whatever its size; back to back
 // they would run 3,000 times a second to a fast server and take a fifth of
 // a core. Paced, a commit holds a millisecond's records, and a record's
-// latency (Latency) is covered by the workers' lookahead (maxLookahead).
+// latency (Latency) is covered by the workers' lookahead (send's maxLookahead).
 const commitPace = time.Millisecond
 
 // trimEvery is how often the committer drops the journal's mapped pages
 // from the process (see trim): often enough that they never add up to much.
 const trimEvery = 2 * time.Second
 
-// maxReason caps the stored server words; a reply longer than this is noise.
-const maxReason = 512
-
-const recordVersion = 1
-
-func (r *Record) appendBinary(b []byte) []byte {
-	b = append(b, recordVersion, byte(r.State))
-	b = binary.BigEndian.AppendUint32(b, r.Run)
-	b = binary.BigEndian.AppendUint32(b, uint32(min(r.Attempts, 1<<31)))
-	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(r.NextAt)))
-	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(r.Updated)))
-	var flags byte
-	if r.Fallback {
-		flags |= 1
-	}
-	b = append(b, flags)
-	b = binary.AppendUvarint(b, uint64(len(r.Addr)))
-	b = append(b, r.Addr...) // the domain is not stored: it is the part after the @
-	reason := r.Reason
-	if len(reason) > maxReason {
-		reason = reason[:maxReason]
-	}
-	b = binary.AppendUvarint(b, uint64(len(reason)))
-	return append(b, reason...)
-}
-
-var errBadRecord = errors.New("journal: damaged record")
-
-func (r *Record) unmarshal(b []byte) error {
-	const fixed = 2 + 4 + 4 + 8 + 8 + 1
-	if len(b) < fixed || b[0] != recordVersion {
-		return errBadRecord
-	}
-	r.State = State(b[1])
-	r.Run = binary.BigEndian.Uint32(b[2:])
-	r.Attempts = int(binary.BigEndian.Uint32(b[6:]))
-	r.NextAt = fromUnixNano(int64(binary.BigEndian.Uint64(b[10:])))
-	r.Updated = fromUnixNano(int64(binary.BigEndian.Uint64(b[18:])))
-	r.Fallback = b[26]&1 != 0
-	b = b[fixed:]
-	var ok bool
-	if r.Addr, b, ok = readString(b); !ok {
-		return errBadRecord
-	}
-	if i := strings.LastIndexByte(r.Addr, '@'); i >= 0 {
-		r.Domain = r.Addr[i+1:]
-	}
-	if r.Reason, _, ok = readString(b); !ok {
-		return errBadRecord
-	}
-	return nil
-}
-
-func readString(b []byte) (string, []byte, bool) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < n {
-		return "", nil, false
-	}
-	return string(b[k : k+int(n)]), b[k+int(n):], true
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
-}
-
-// JournalMeta identifies the mailing a journal belongs to.
-type JournalMeta struct {
-	ListDigest    string // ListDigest of the recipient list
+// Meta identifies the mailing a journal belongs to.
+type Meta struct {
+	ListDigest    string // send.ListDigest of the recipient list
 	MessageDigest string // digest of the templates and the config that shapes the message
 }
 
-// ErrJournalMismatch is returned by OpenJournal when the journal was written
+// ErrMismatch is returned by Open when the journal was written
 // for another list or message: resuming it would skip or repeat the wrong
 // recipients.
-var ErrJournalMismatch = errors.New("the journal belongs to another mailing")
+var ErrMismatch = errors.New("the journal belongs to another mailing")
 
 var (
 	bucketMeta  = []byte("meta")
@@ -244,17 +105,17 @@ const ticketNever = Ticket(math.MaxUint64)
 
 var errJournalClosed = errors.New("journal: closed")
 
-// OpenJournal opens or creates the journal at path for the mailing meta
+// Open opens or creates the journal at path for the mailing meta
 // describes, and starts a new run in it. An existing journal of another
-// mailing is refused with ErrJournalMismatch unless fresh is set, in which
+// mailing is refused with ErrMismatch unless fresh is set, in which
 // case its records are dropped and the mailing starts over.
-func OpenJournal(path string, meta JournalMeta, fresh bool) (*Journal, error) {
+func Open(path string, meta Meta, fresh bool) (*Journal, error) {
 	return openJournal(path, meta, fresh, commitPace)
 }
 
-// openJournal is OpenJournal with a commit pace of the caller's choosing
+// openJournal is Open with a commit pace of the caller's choosing
 // (tests).
-func openJournal(path string, meta JournalMeta, fresh bool, pace time.Duration) (*Journal, error) {
+func openJournal(path string, meta Meta, fresh bool, pace time.Duration) (*Journal, error) {
 	// 0600: the journal names every recipient and the servers' replies.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second,
@@ -283,10 +144,10 @@ func openJournal(path string, meta JournalMeta, fresh bool, pace time.Duration) 
 		}
 		if old := m.Get([]byte("list")); old != nil && !fresh {
 			if string(old) != meta.ListDigest {
-				return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrJournalMismatch)
+				return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrMismatch)
 			}
 			if string(m.Get([]byte("message"))) != meta.MessageDigest {
-				return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrJournalMismatch)
+				return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrMismatch)
 			}
 		}
 		if fresh {
@@ -571,25 +432,24 @@ func (j *Journal) Each(fn func(line int, rec Record) error) error {
 	})
 }
 
-// OpenJournalReadOnly opens an existing journal to look, not to write (a
-// dry run). It checks meta like OpenJournal; Put must not be called.
-func OpenJournalReadOnly(path string, meta JournalMeta) (*Journal, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+// OpenReadOnly opens an existing journal to look, not to write (a
+// dry run). It checks meta like Open; Put must not be called.
+func OpenReadOnly(path string, meta Meta) (*Journal, error) {
+	j, err := Peek(path)
 	if err != nil {
-		return nil, fmt.Errorf("journal %s: %w", path, err)
+		return nil, err
 	}
-	j := &Journal{db: db, now: time.Now, closing: true, done: make(chan struct{})}
-	close(j.done)
+	db := j.db
 	err = db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		if m == nil || tx.Bucket(bucketRcpts) == nil {
 			return errors.New("not a mailroute journal")
 		}
 		if string(m.Get([]byte("list"))) != meta.ListDigest {
-			return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrJournalMismatch)
+			return fmt.Errorf("%w: the recipient list changed since the journal was started", ErrMismatch)
 		}
 		if string(m.Get([]byte("message"))) != meta.MessageDigest {
-			return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrJournalMismatch)
+			return fmt.Errorf("%w: the message or its configuration changed since the journal was started", ErrMismatch)
 		}
 		if v := m.Get([]byte("run")); len(v) == 4 {
 			j.run = binary.BigEndian.Uint32(v)
@@ -600,5 +460,18 @@ func OpenJournalReadOnly(path string, meta JournalMeta) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
+	return j, nil
+}
+
+// Peek opens an existing journal read-only without checking what mailing
+// it belongs to, to look at its records (tests); a run uses Open or
+// OpenReadOnly. Put must not be called.
+func Peek(path string) (*Journal, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", path, err)
+	}
+	j := &Journal{db: db, now: time.Now, closing: true, done: make(chan struct{})}
+	close(j.done)
 	return j, nil
 }

@@ -1,4 +1,4 @@
-package send
+package journal
 
 import (
 	"errors"
@@ -32,8 +32,8 @@ func TestRecordRoundTrip(t *testing.T) {
 
 func TestJournalGroupCommit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
-	meta := JournalMeta{ListDigest: "l1", MessageDigest: "m1"}
-	j, err := OpenJournal(path, meta, false)
+	meta := Meta{ListDigest: "l1", MessageDigest: "m1"}
+	j, err := Open(path, meta, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestJournalGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	j, err = OpenJournal(path, meta, false)
+	j, err = Open(path, meta, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,21 +83,21 @@ func TestJournalGroupCommit(t *testing.T) {
 
 func TestJournalRefusesAnotherMailing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
-	j, err := OpenJournal(path, JournalMeta{ListDigest: "l1", MessageDigest: "m1"}, false)
+	j, err := Open(path, Meta{ListDigest: "l1", MessageDigest: "m1"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	j.Put(2, Record{State: StateSent})
 	j.Close()
-	for _, meta := range []JournalMeta{{"l2", "m1"}, {"l1", "m2"}} {
-		if _, err := OpenJournal(path, meta, false); !errors.Is(err, ErrJournalMismatch) {
+	for _, meta := range []Meta{{"l2", "m1"}, {"l1", "m2"}} {
+		if _, err := Open(path, meta, false); !errors.Is(err, ErrMismatch) {
 			t.Errorf("%+v: err %v", meta, err)
 		}
-		if _, err := OpenJournalReadOnly(path, meta); !errors.Is(err, ErrJournalMismatch) {
+		if _, err := OpenReadOnly(path, meta); !errors.Is(err, ErrMismatch) {
 			t.Errorf("read-only %+v: err %v", meta, err)
 		}
 	}
-	j, err = OpenJournal(path, JournalMeta{ListDigest: "l2", MessageDigest: "m2"}, true)
+	j, err = Open(path, Meta{ListDigest: "l2", MessageDigest: "m2"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +109,12 @@ func TestJournalRefusesAnotherMailing(t *testing.T) {
 
 func TestJournalInUse(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "j")
-	j, err := OpenJournal(path, JournalMeta{}, false)
+	j, err := Open(path, Meta{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	if _, err := OpenJournal(path, JournalMeta{}, false); err == nil {
+	if _, err := Open(path, Meta{}, false); err == nil {
 		t.Fatal("two runs opened one journal")
 	}
 }
@@ -122,7 +122,7 @@ func TestJournalInUse(t *testing.T) {
 // A record queued early is found on disk, without waiting, when it is
 // needed; a Put the journal refuses gets a ticket whose Wait says why.
 func TestJournalTickets(t *testing.T) {
-	j, err := OpenJournal(filepath.Join(t.TempDir(), "j"), JournalMeta{}, false)
+	j, err := Open(filepath.Join(t.TempDir(), "j"), Meta{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestJournalTickets(t *testing.T) {
 // Wait does not sit out the pace. With an hour's pace, a Wait that returns
 // at all was answered by the urgent path.
 func TestJournalPace(t *testing.T) {
-	j, err := openJournal(filepath.Join(t.TempDir(), "j"), JournalMeta{}, false, time.Hour)
+	j, err := openJournal(filepath.Join(t.TempDir(), "j"), Meta{}, false, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestJournalPace(t *testing.T) {
 	}
 
 	// At the real pace, a record nobody waits for gets there on its own.
-	k, err := OpenJournal(filepath.Join(t.TempDir(), "k"), JournalMeta{}, false)
+	k, err := Open(filepath.Join(t.TempDir(), "k"), Meta{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
