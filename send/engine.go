@@ -23,6 +23,7 @@ import (
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // Options is what a run needs besides the Config.
@@ -32,7 +33,7 @@ type Options struct {
 	HTMLPath string // optional HTML part
 	// JournalPath defaults to ListPath + ".journal", next to the list.
 	JournalPath string
-	List        ListOptions
+	List        list.Options
 
 	DryRun bool // render, check and resolve; open no SMTP session
 	// NewRun drops an existing journal's records and starts over; without
@@ -117,7 +118,7 @@ type Engine struct {
 	tmpl    *Template
 	signer  *Signer
 	journal *journal.Journal
-	stats   *ListStats
+	stats   *list.Stats
 
 	relays   []*relayTarget
 	mx       *mxCache
@@ -178,7 +179,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 	}
 	e.opts.Timeouts = e.opts.Timeouts.withDefaults()
 	setup := func(err error, hint string) (*Engine, error) {
-		var le *ListError
+		var le *list.Error
 		if hint == "" && errors.As(err, &le) {
 			hint = le.Hint
 		}
@@ -206,7 +207,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		return setup(err, "")
 	}
 	e.opts.List.HeaderFields = e.tmpl.HeaderFields()
-	st, err := ValidateList(e.opts.ListPath, e.opts.List)
+	st, err := list.Validate(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		return setup(err, "")
 	}
@@ -297,7 +298,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	defer e.closeLimits()
-	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.Open(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		e.journal.Close()
 		return nil, &Error{Err: err, Setup: true}
@@ -417,7 +418,7 @@ func mtaSTSCacheDir(configured string) string {
 
 // feed streams the list into the workers, skipping what the journal says
 // is done. It returns at the end of the list or when the run stops.
-func (e *Engine) feed(lr *ListReader) {
+func (e *Engine) feed(lr *list.Reader) {
 	run := e.journal.Run()
 	for e.soft.Err() == nil {
 		rcpt, err := lr.Next()
@@ -450,7 +451,7 @@ func (e *Engine) feed(lr *ListReader) {
 
 // countRest reads the rest of the list after the run stopped, and counts
 // the outcomes the journal holds for those rows (sending nothing).
-func (e *Engine) countRest(lr *ListReader) {
+func (e *Engine) countRest(lr *list.Reader) {
 	for {
 		rcpt, err := lr.Next()
 		if err != nil {
@@ -470,7 +471,7 @@ func (e *Engine) countRest(lr *ListReader) {
 
 // resume decides what to do with a recipient the journal knows. It counts
 // the ones it leaves alone and reports whether to send.
-func (e *Engine) resume(rcpt *Recipient, rec *journal.Record, run uint32) bool {
+func (e *Engine) resume(rcpt *list.Recipient, rec *journal.Record, run uint32) bool {
 	switch rec.State {
 	case journal.StateFailed:
 		if e.opts.RetryFailed {
@@ -538,7 +539,7 @@ func (e *Engine) take(ctx context.Context) *job {
 // what shapes each message (templates, sender, DKIM) but not of how it is
 // sent (threads, rates, relays may change between runs).
 func (e *Engine) journalMeta() (journal.Meta, error) {
-	ld, err := ListDigest(e.opts.ListPath)
+	ld, err := list.Digest(e.opts.ListPath)
 	if err != nil {
 		return journal.Meta{}, err
 	}

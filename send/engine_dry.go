@@ -78,7 +78,7 @@ func (e *Engine) dryRun() (*Report, error) {
 		}
 		defer jr.Close()
 	}
-	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.Open(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		return nil, &Error{Err: err, Setup: true}
 	}

@@ -16,11 +16,12 @@ import (
 	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // job is one recipient on its way through this run.
 type job struct {
-	rcpt *Recipient // its Line is the journal key
+	rcpt *list.Recipient // its Line is the journal key
 	// rec is the record as last written, except that from the attempt to
 	// its outcome State stays StateSending ("the dot was not written")
 	// while the journal may already say data_sent.

@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 	"github.com/mailroute/mailroute/internal/address"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // Template is a message with merge fields, loaded once and rendered per
@@ -297,6 +298,20 @@ func walkFields(node parse.Node, inner bool, add func(string, parse.Node)) {
 	}
 }
 
+// HeaderFields maps each list field the template puts into a header field
+// to the first such header's name, for list.Options.HeaderFields.
+func (t *Template) HeaderFields() map[string]string {
+	m := map[string]string{}
+	for _, h := range t.headers {
+		for _, f := range h.fields {
+			if _, ok := m[f]; !ok {
+				m[f] = h.name
+			}
+		}
+	}
+	return m
+}
+
 // Check reports every merge field that is not a column of the list, with
 // where it is used, then renders once with sample values so other template
 // mistakes show before anything is sent.
@@ -306,7 +321,7 @@ func (t *Template) Check(header []string) error {
 		if slices.Contains(header, r.name) {
 			continue
 		}
-		msg := fmt.Sprintf("%s: field %q is not a column of the list (columns: %s)", r.where, r.name, quoteList(header))
+		msg := fmt.Sprintf("%s: field %q is not a column of the list (columns: %s)", r.where, r.name, list.QuoteColumns(header))
 		for _, h := range header {
 			if strings.EqualFold(h, r.name) {
 				msg += fmt.Sprintf("; did you mean %q?", h)
@@ -321,7 +336,7 @@ func (t *Template) Check(header []string) error {
 	for _, h := range header {
 		fields[h] = "user@example.com" // reads as an address, a name and a subject alike
 	}
-	sample := &Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: fields}
+	sample := &list.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: fields}
 	if _, err := t.Render(sample, RenderOptions{Now: time.Unix(0, 0)}); err != nil {
 		return fmt.Errorf("trying the template with sample values: %w", err)
 	}
@@ -333,7 +348,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // Render makes rcpt's message. A merge value with a line break never reaches
 // a header: the recipient is refused instead, because "x\r\nBcc: ..." in a
 // name would forge header fields. The error names the recipient's line.
-func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error) {
+func (t *Template) Render(rcpt *list.Recipient, opt RenderOptions) (*Rendered, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer bufPool.Put(buf)
 	out := &Rendered{From: t.literalFrom}
@@ -376,7 +391,7 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 		// Recipient made by other code (Render is exported) is checked here,
 		// so nothing can break out of the header.
 		addr := rcpt.Addr
-		if !rcpt.checked {
+		if !rcpt.Checked() {
 			a, _, reason := address.Normalize(addr)
 			if reason != "" {
 				return nil, fmt.Errorf("%s%s", at(rcpt), reason)
@@ -445,7 +460,7 @@ func (t *Template) Render(rcpt *Recipient, opt RenderOptions) (*Rendered, error)
 }
 
 // at prefixes errors with the recipient's line in the list.
-func at(rcpt *Recipient) string {
+func at(rcpt *list.Recipient) string {
 	if rcpt.Line > 0 {
 		return fmt.Sprintf("line %d: ", rcpt.Line)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/testpki"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 func loadTestTemplate(t testing.TB, text string) *Template {
@@ -37,12 +38,12 @@ func writeTemp(t testing.TB, name, content string) string {
 }
 
 // testRecipient is row 12 of a list with an email column and fields.
-func testRecipient(fields map[string]string) *Recipient {
+func testRecipient(fields map[string]string) *list.Recipient {
 	f := map[string]string{"email": "bob@example.org"}
 	for k, v := range fields {
 		f[k] = v
 	}
-	return &Recipient{Line: 12, Email: f["email"], Addr: f["email"], Domain: "example.org", Fields: f}
+	return &list.Recipient{Line: 12, Email: f["email"], Addr: f["email"], Domain: "example.org", Fields: f}
 }
 
 var testNow = time.Date(2025, 3, 4, 5, 6, 7, 0, time.FixedZone("", 3600))

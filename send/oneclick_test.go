@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // TestHasOneClick reads what send renders, long (folded) fields included.
@@ -32,7 +33,7 @@ func TestHasOneClick(t *testing.T) {
 		if err := tmpl.SetUnsubscribe(tt.u); err != nil {
 			t.Fatal(err)
 		}
-		r, err := tmpl.Render(&Recipient{Email: "x@y.example", Addr: "x@y.example", Domain: "y.example", Fields: map[string]string{"id": "1"}}, RenderOptions{})
+		r, err := tmpl.Render(&list.Recipient{Email: "x@y.example", Addr: "x@y.example", Domain: "y.example", Fields: map[string]string{"id": "1"}}, RenderOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // unsubscriber renders the two header fields for each recipient.
@@ -51,7 +52,7 @@ func (t *Template) SetUnsubscribe(u *config.Unsubscribe) error {
 
 // headers renders the field values for rcpt. Merge values are
 // percent-encoded, so a value cannot end the URI or add another.
-func (u *unsubscriber) headers(rcpt *Recipient) (list, post string, err error) {
+func (u *unsubscriber) headers(rcpt *list.Recipient) (list, post string, err error) {
 	fields := make(map[string]string, len(rcpt.Fields))
 	for k, v := range rcpt.Fields {
 		fields[k] = url.QueryEscape(v)

@@ -18,6 +18,7 @@ import (
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/probe"
 	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 func checkCommand() *cli.Command {
@@ -294,7 +295,7 @@ type mailing struct {
 // readMailing renders the message for the list's first recipient (or a
 // sample without a list) to learn its From and headers, and counts the
 // list's recipients by domain.
-func readMailing(cfg *config.Config, message, list, emailColumn string) (*mailing, error) {
+func readMailing(cfg *config.Config, message, listPath, emailColumn string) (*mailing, error) {
 	tmpl, err := send.LoadTemplate(message, "")
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")
@@ -303,9 +304,9 @@ func readMailing(cfg *config.Config, message, list, emailColumn string) (*mailin
 		return nil, configProblem(err)
 	}
 	m := &mailing{}
-	rcpt := &send.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
-	if list != "" {
-		lc, first, header, err := countList(list, send.ListOptions{EmailColumn: emailColumn, SkipBadRows: true})
+	rcpt := &list.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
+	if listPath != "" {
+		lc, first, header, err := countList(listPath, list.Options{EmailColumn: emailColumn, SkipBadRows: true})
 		if err != nil {
 			return nil, configProblem(err)
 		}
@@ -317,7 +318,7 @@ func readMailing(cfg *config.Config, message, list, emailColumn string) (*mailin
 	r, err := tmpl.Render(rcpt, send.RenderOptions{})
 	if err != nil {
 		hint := ""
-		if list == "" {
+		if listPath == "" {
 			hint = "the message uses merge fields: give the list with --list"
 		}
 		return nil, usage(fmt.Errorf("rendering %s: %w", message, err), hint)
@@ -334,14 +335,14 @@ type listCounts struct {
 	Domains map[string]int
 }
 
-func countList(path string, opt send.ListOptions) (*listCounts, *send.Recipient, []string, error) {
-	lr, err := send.OpenList(path, opt)
+func countList(path string, opt list.Options) (*listCounts, *list.Recipient, []string, error) {
+	lr, err := list.Open(path, opt)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer lr.Close()
 	lc := &listCounts{Domains: map[string]int{}}
-	var first *send.Recipient
+	var first *list.Recipient
 	for {
 		r, err := lr.Next()
 		if err != nil {
@@ -357,7 +358,7 @@ func countList(path string, opt send.ListOptions) (*listCounts, *send.Recipient,
 		lc.Domains[r.Domain]++
 	}
 	if first == nil {
-		return nil, nil, nil, &send.ListError{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
+		return nil, nil, nil, &list.Error{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
 	}
 	return lc, first, lr.Header(), nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 func sendCommand() *cli.Command {
@@ -129,7 +130,7 @@ func runSend(c *cli.Context) error {
 		TextPath:     c.String("message"),
 		HTMLPath:     c.String("html"),
 		JournalPath:  c.String("journal"),
-		List:         send.ListOptions{EmailColumn: c.String("email-column"), SkipBadRows: c.Bool("skip-bad-rows")},
+		List:         list.Options{EmailColumn: c.String("email-column"), SkipBadRows: c.Bool("skip-bad-rows")},
 		DryRun:       c.Bool("dry-run"),
 		NewRun:       c.Bool("new-run"),
 		RetryUnknown: c.Bool("retry-unknown"),
@@ -226,7 +227,7 @@ func sendProblem(err error) error {
 func configProblem(err error) error {
 	hint := ""
 	var ce *config.Error
-	var le *send.ListError
+	var le *list.Error
 	switch {
 	case errors.As(err, &ce):
 		hint = ce.Hint

@@ -34,7 +34,7 @@ const trimEvery = 2 * time.Second
 
 // Meta identifies the mailing a journal belongs to.
 type Meta struct {
-	ListDigest    string // send.ListDigest of the recipient list
+	ListDigest    string // list.Digest of the recipient list
 	MessageDigest string // digest of the templates and the config that shapes the message
 }
 

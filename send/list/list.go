@@ -1,4 +1,10 @@
-package send
+// Package list reads a mailing's recipient list (CSV): it checks every
+// row's address, finds duplicate rows in memory that does not grow with
+// the list (dedupe.go), and hands the good rows to the mailing one by one.
+// It is separate from package send so that `check` and the engine share
+// one reader, and the message renderer can take a Recipient without the
+// delivery engine.
+package list
 
 import (
 	"bufio"
@@ -17,33 +23,19 @@ import (
 	"github.com/mailroute/mailroute/internal/address"
 )
 
-// ListOptions says how to read a recipient list.
-type ListOptions struct {
+// Options says how to read a recipient list.
+type Options struct {
 	// EmailColumn is the header name of the address column, matched without
 	// regard to case; default "email".
 	EmailColumn string
-	// SkipBadRows lets ValidateList succeed when some rows are bad; they are
+	// SkipBadRows lets Validate succeed when some rows are bad; they are
 	// then left out of the mailing. Without it, any bad row is an error.
 	SkipBadRows bool
 	// HeaderFields maps each column the message template puts into a
-	// header field to that field's name (Template.HeaderFields). A line
-	// break in such a column makes the row bad: Render would refuse it
+	// header field to that field's name (the message Template's HeaderFields).
+	// A line break in such a column makes the row bad: Render would refuse it
 	// mid-mailing, since "x\r\nBcc: ..." would forge header fields.
 	HeaderFields map[string]string
-}
-
-// HeaderFields maps each list field the template puts into a header field
-// to the first such header's name, for ListOptions.HeaderFields.
-func (t *Template) HeaderFields() map[string]string {
-	m := map[string]string{}
-	for _, h := range t.headers {
-		for _, f := range h.fields {
-			if _, ok := m[f]; !ok {
-				m[f] = h.name
-			}
-		}
-	}
-	return m
 }
 
 // Recipient is one good row of the list.
@@ -59,17 +51,21 @@ type Recipient struct {
 	checked bool // Addr came from the list reader's checks (Render trusts it)
 }
 
+// Checked reports whether Addr came from the list reader's checks: Render
+// trusts it, and checks the Addr of a Recipient made by other code.
+func (r *Recipient) Checked() bool { return r.checked }
+
 // BadRow is a row left out of the mailing, and why.
 type BadRow struct {
 	Line   int
 	Reason string
 }
 
-// maxBadRows caps the bad rows ListStats keeps; all are counted.
+// maxBadRows caps the bad rows Stats keeps; all are counted.
 const maxBadRows = 1000
 
-// ListStats is what one validation pass found.
-type ListStats struct {
+// Stats is what one validation pass found.
+type Stats struct {
 	Header   []string // the column names, as written
 	Rows     int      // data rows, good and bad
 	Good     int
@@ -77,31 +73,31 @@ type ListStats struct {
 	BadCount int      // all of them
 	Domains  int      // distinct recipient domains among the good rows
 
-	dups map[int]int // duplicate line → first line, for OpenList
+	dups map[int]int // duplicate line → first line, for Open
 }
 
-// ListError is a problem with the list as a whole: it can't be read, has no
+// Error is a problem with the list as a whole: it can't be read, has no
 // address column, or (without SkipBadRows) has bad rows.
-type ListError struct {
+type Error struct {
 	File    string
 	Line    int // 0 when the problem is not on one line
 	Message string
 	Hint    string
 }
 
-func (e *ListError) Error() string {
+func (e *Error) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
 	}
 	return e.File + ": " + e.Message
 }
 
-// ValidateList reads the whole list and reports what it found. Memory stays
+// Validate reads the whole list and reports what it found. Memory stays
 // flat: duplicates are found with a fixed-size filter (dedupe.go) and
 // nothing is kept per row. Without SkipBadRows, bad rows (or no good row at all) are an error; the
 // stats are returned with it.
-func ValidateList(path string, opt ListOptions) (*ListStats, error) {
-	st := &ListStats{}
+func Validate(path string, opt Options) (*Stats, error) {
+	st := &Stats{}
 	var seen dupFilter
 	domains := map[uint64]struct{}{}
 	err := eachGoodAndBad(path, opt, func(rcpt *Recipient) {
@@ -134,18 +130,18 @@ func ValidateList(path string, opt ListOptions) (*ListStats, error) {
 	switch {
 	case st.BadCount > 0 && !opt.SkipBadRows:
 		b := st.Bad[0]
-		return st, &ListError{File: path, Line: b.Line,
+		return st, &Error{File: path, Line: b.Line,
 			Message: fmt.Sprintf("%s (%d bad rows in all)", b.Reason, st.BadCount),
 			Hint:    "fix those rows, or leave them out with --skip-bad-rows"}
 	case st.Good == 0:
-		return st, &ListError{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
+		return st, &Error{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
 	}
 	return st, nil
 }
 
-// ListReader streams the good rows of a list. It never holds more than one
+// Reader streams the good rows of a list. It never holds more than one
 // row, plus the lines of duplicate rows.
-type ListReader struct {
+type Reader struct {
 	path     string
 	f        *os.File
 	cr       *csv.Reader
@@ -158,10 +154,10 @@ type ListReader struct {
 	inHeader []string
 }
 
-// OpenList opens a list and reads its header row. The address column must be
+// Open opens a list and reads its header row. The address column must be
 // there; the error lists the columns found. It reads the file once or twice
 // first to find duplicate rows (see dedupe.go), which Next then skips.
-func OpenList(path string, opt ListOptions) (*ListReader, error) {
+func Open(path string, opt Options) (*Reader, error) {
 	dups, err := findDuplicates(path, opt)
 	if err != nil {
 		return nil, err
@@ -169,13 +165,13 @@ func OpenList(path string, opt ListOptions) (*ListReader, error) {
 	return openList(path, opt, dups)
 }
 
-// OpenList opens the list these stats came from, skipping the duplicates
-// ValidateList found without looking for them again.
-func (st *ListStats) OpenList(path string, opt ListOptions) (*ListReader, error) {
+// Open opens the list these stats came from, skipping the duplicates
+// Validate found without looking for them again.
+func (st *Stats) Open(path string, opt Options) (*Reader, error) {
 	return openList(path, opt, st.dups)
 }
 
-func openList(path string, opt ListOptions, dups map[int]int) (*ListReader, error) {
+func openList(path string, opt Options, dups map[int]int) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -189,7 +185,7 @@ func openList(path string, opt ListOptions, dups map[int]int) (*ListReader, erro
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1 // counts are checked here, to report the row rather than stop
 	cr.ReuseRecord = true
-	r := &ListReader{path: path, f: f, cr: cr, dups: dups}
+	r := &Reader{path: path, f: f, cr: cr, dups: dups}
 	if err := r.readHeader(opt); err != nil {
 		f.Close()
 		return nil, err
@@ -197,15 +193,15 @@ func openList(path string, opt ListOptions, dups map[int]int) (*ListReader, erro
 	return r, nil
 }
 
-func (r *ListReader) readHeader(opt ListOptions) error {
+func (r *Reader) readHeader(opt Options) error {
 	rec, err := r.cr.Read()
 	if err == io.EOF {
-		return &ListError{File: r.path, Message: "empty file", Hint: "the first row names the columns, e.g. email,name"}
+		return &Error{File: r.path, Message: "empty file", Hint: "the first row names the columns, e.g. email,name"}
 	}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return &ListError{File: r.path, Line: pe.StartLine, Message: "header row: " + pe.Err.Error()}
+			return &Error{File: r.path, Line: pe.StartLine, Message: "header row: " + pe.Err.Error()}
 		}
 		return err
 	}
@@ -218,10 +214,10 @@ func (r *ListReader) readHeader(opt ListOptions) error {
 	for i, name := range rec {
 		name = strings.TrimSpace(name)
 		if !utf8.ValidString(name) {
-			return &ListError{File: r.path, Line: 1, Message: "header row is not valid UTF-8", Hint: "save the file as UTF-8"}
+			return &Error{File: r.path, Line: 1, Message: "header row is not valid UTF-8", Hint: "save the file as UTF-8"}
 		}
 		if seen[name] {
-			return &ListError{File: r.path, Line: 1, Message: fmt.Sprintf("column %q appears twice", name), Hint: "give every column its own name; the message template uses them"}
+			return &Error{File: r.path, Line: 1, Message: fmt.Sprintf("column %q appears twice", name), Hint: "give every column its own name; the message template uses them"}
 		}
 		seen[name] = true
 		r.header = append(r.header, name)
@@ -231,14 +227,16 @@ func (r *ListReader) readHeader(opt ListOptions) error {
 		}
 	}
 	if r.emailCol < 0 {
-		return &ListError{File: r.path, Line: 1,
-			Message: fmt.Sprintf("no %q column; the columns are %s", want, quoteList(r.header)),
+		return &Error{File: r.path, Line: 1,
+			Message: fmt.Sprintf("no %q column; the columns are %s", want, QuoteColumns(r.header)),
 			Hint:    "name the address column with --email-column"}
 	}
 	return nil
 }
 
-func quoteList(names []string) string {
+// QuoteColumns writes column names quoted and comma-separated, for
+// messages that list the columns.
+func QuoteColumns(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
 		q[i] = fmt.Sprintf("%q", n)
@@ -247,11 +245,11 @@ func quoteList(names []string) string {
 }
 
 // Header returns the column names, as written.
-func (r *ListReader) Header() []string { return r.header }
+func (r *Reader) Header() []string { return r.header }
 
 // Next returns the next good row, or io.EOF after the last. It skips the rows
-// ValidateList reports as bad, by the same rules, so both passes agree.
-func (r *ListReader) Next() (*Recipient, error) {
+// Validate reports as bad, by the same rules, so both passes agree.
+func (r *Reader) Next() (*Recipient, error) {
 	for {
 		rec, err := r.cr.Read()
 		if err == io.EOF {
@@ -286,14 +284,14 @@ func csvReason(pe *csv.ParseError) string {
 	return pe.Err.Error()
 }
 
-func (r *ListReader) bad(line int, reason string) {
+func (r *Reader) bad(line int, reason string) {
 	if r.onBad != nil {
 		r.onBad(BadRow{Line: line, Reason: reason})
 	}
 }
 
 // check decides whether a row is good, and builds its Recipient.
-func (r *ListReader) check(rec []string, line int) (*Recipient, string) {
+func (r *Reader) check(rec []string, line int) (*Recipient, string) {
 	if len(rec) != len(r.header) {
 		return nil, fmt.Sprintf("has %d fields; the header has %d", len(rec), len(r.header))
 	}
@@ -330,7 +328,7 @@ func dupReason(first int, addr string) string {
 
 // eachGoodAndBad is a pass before sending: fn sees every good row (without
 // its fields), and st, if not nil, gets the header and every bad row.
-func eachGoodAndBad(path string, opt ListOptions, fn func(*Recipient), st *ListStats) error {
+func eachGoodAndBad(path string, opt Options, fn func(*Recipient), st *Stats) error {
 	r, err := openList(path, opt, nil)
 	if err != nil {
 		return err
@@ -359,7 +357,7 @@ func eachGoodAndBad(path string, opt ListOptions, fn func(*Recipient), st *ListS
 }
 
 // Close closes the file.
-func (r *ListReader) Close() error { return r.f.Close() }
+func (r *Reader) Close() error { return r.f.Close() }
 
 func hashString(s string) uint64 {
 	h := fnv.New64a()
@@ -367,9 +365,9 @@ func hashString(s string) uint64 {
 	return h.Sum64()
 }
 
-// ListDigest is the SHA-256 of the list file, in hex. The journal keeps it to
+// Digest is the SHA-256 of the list file, in hex. The journal keeps it to
 // refuse resuming a mailing with a different list.
-func ListDigest(path string) (string, error) {
+func Digest(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

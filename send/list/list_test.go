@@ -1,4 +1,4 @@
-package send
+package list
 
 import (
 	"crypto/sha256"
@@ -20,7 +20,7 @@ func TestValidateList(t *testing.T) {
 	tests := []struct {
 		name    string
 		csv     string
-		opt     ListOptions
+		opt     Options
 		good    int
 		bad     []string // "LINE: reason substring"
 		domains int
@@ -38,12 +38,12 @@ func TestValidateList(t *testing.T) {
 		{name: "unclosed quote", csv: "email,name\nok@example.com,OK\nbob@example.com,\"Bob\nann@example.com,Ann\n", good: 1, bad: []string{"3: a quoted field opened on this row is still open at line 4"}},
 		{name: "blank lines skipped", csv: "email\n\nbob@example.com\n\n", good: 1},
 		{name: "spaces trimmed", csv: "email\n  bob@example.com \n", good: 1},
-		{name: "column option", csv: "Name,E-Mail\nBob,bob@example.com\n", opt: ListOptions{EmailColumn: "e-mail"}, good: 1},
+		{name: "column option", csv: "Name,E-Mail\nBob,bob@example.com\n", opt: Options{EmailColumn: "e-mail"}, good: 1},
 		{name: "no email column", csv: "name,mail\nBob,bob@example.com\n", errHas: `list.csv:1: no "email" column; the columns are "name", "mail"`},
 		{name: "duplicate column", csv: "email,name,name\n", errHas: `column "name" appears twice`},
 		{name: "empty", csv: "", errHas: "empty file"},
 		{name: "no rows", csv: "email\n", errHas: "no recipients"},
-		{name: "bad rows refused", csv: "email\nbob@example.com\nnope\n", good: 1, bad: []string{"3: "}, opt: ListOptions{}, errHas: `list.csv:3: bad address "nope"`},
+		{name: "bad rows refused", csv: "email\nbob@example.com\nnope\n", good: 1, bad: []string{"3: "}, opt: Options{}, errHas: `list.csv:3: bad address "nope"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,14 +53,14 @@ func TestValidateList(t *testing.T) {
 			if tt.errHas == "" {
 				opt.SkipBadRows = true
 			}
-			st, err := ValidateList(path, opt)
+			st, err := Validate(path, opt)
 			if tt.errHas != "" {
 				if err == nil || !strings.Contains(err.Error(), strings.ReplaceAll(tt.errHas, "list.csv", path)) {
 					t.Fatalf("err = %v, want %q", err, tt.errHas)
 				}
-				var le *ListError
+				var le *Error
 				if !errors.As(err, &le) || le.Hint == "" && !strings.Contains(tt.errHas, "twice") && !strings.Contains(tt.errHas, "empty") {
-					t.Errorf("not a *ListError with a hint: %#v", err)
+					t.Errorf("not a *Error with a hint: %#v", err)
 				}
 				return
 			}
@@ -93,7 +93,7 @@ func TestValidateListBadCap(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "list.csv")
 	os.WriteFile(path, []byte(b.String()), 0o600)
-	st, err := ValidateList(path, ListOptions{SkipBadRows: true})
+	st, err := Validate(path, Options{SkipBadRows: true})
 	if err != nil || len(st.Bad) != maxBadRows || st.BadCount != maxBadRows+5 {
 		t.Fatalf("%d kept, %d counted, %v", len(st.Bad), st.BadCount, err)
 	}
@@ -102,7 +102,7 @@ func TestValidateListBadCap(t *testing.T) {
 func TestListReader(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "list.csv")
 	os.WriteFile(path, []byte("Name,EMAIL,city\nBob,bob@example.com,Lyon\nbroken\nZoë, zoe@Bücher.example ,Köln\nBob again,Bob@example.com,Paris\n"), 0o600)
-	r, err := OpenList(path, ListOptions{})
+	r, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,12 +136,12 @@ func TestListReader(t *testing.T) {
 func TestListDigest(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "list.csv")
 	os.WriteFile(path, []byte("email\nbob@example.com\n"), 0o600)
-	got, err := ListDigest(path)
+	got, err := Digest(path)
 	sum := sha256.Sum256([]byte("email\nbob@example.com\n"))
 	if err != nil || got != hex.EncodeToString(sum[:]) {
 		t.Fatalf("got %q, %v", got, err)
 	}
-	if _, err := ListDigest(path + ".missing"); err == nil {
+	if _, err := Digest(path + ".missing"); err == nil {
 		t.Fatal("no error for a missing file")
 	}
 }
@@ -163,7 +163,7 @@ func TestListMemoryFlat(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	r, err := OpenList(path, ListOptions{})
+	r, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +200,11 @@ func FuzzList(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, verr := ValidateList(path, ListOptions{SkipBadRows: true})
-		r, err := OpenList(path, ListOptions{})
+		st, verr := Validate(path, Options{SkipBadRows: true})
+		r, err := Open(path, Options{})
 		if err != nil {
 			if verr == nil {
-				t.Fatalf("ValidateList ok but OpenList: %v", err)
+				t.Fatalf("Validate ok but Open: %v", err)
 			}
 			return
 		}
@@ -228,18 +228,18 @@ func FuzzList(f *testing.F) {
 			}
 		}
 		if st != nil && st.Good != good {
-			t.Fatalf("ValidateList found %d good rows, Next %d", st.Good, good)
+			t.Fatalf("Validate found %d good rows, Next %d", st.Good, good)
 		}
 	})
 }
 
 // A line break is a bad row only in a field that goes into a header, and
-// ValidateList and the reader agree on it.
+// Validate and the reader agree on it.
 func TestValidateListHeaderFields(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "l.csv")
 	os.WriteFile(path, []byte("email,name,note\na@example.com,Ann,\"two\nlines\"\nb@example.com,\"Bob\r\nBcc: x@example.com\",ok\nc@example.com,Cy,ok\n"), 0o600)
-	opt := ListOptions{SkipBadRows: true, HeaderFields: map[string]string{"name": "Subject"}}
-	st, err := ValidateList(path, opt)
+	opt := Options{SkipBadRows: true, HeaderFields: map[string]string{"name": "Subject"}}
+	st, err := Validate(path, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestValidateListHeaderFields(t *testing.T) {
 	if st.Good != 2 || !reflect.DeepEqual(st.Bad, want) {
 		t.Fatalf("good %d, bad %v; want 2 good and %v", st.Good, st.Bad, want)
 	}
-	r, err := st.OpenList(path, opt)
+	r, err := st.Open(path, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

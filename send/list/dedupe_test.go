@@ -1,4 +1,4 @@
-package send
+package list
 
 import (
 	"fmt"
@@ -10,8 +10,8 @@ import (
 )
 
 // Duplicates far apart in a list larger than the filter's comfort zone for
-// a small test still come out exactly, through ValidateList and the stats'
-// OpenList (which must not look again), and through a plain OpenList.
+// a small test still come out exactly, through Validate and the stats'
+// Open (which must not look again), and through a plain Open.
 func TestDuplicatesFoundExactly(t *testing.T) {
 	const n = 50_000
 	var b strings.Builder
@@ -29,7 +29,7 @@ func TestDuplicatesFoundExactly(t *testing.T) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ValidateList(path, ListOptions{SkipBadRows: true})
+	st, err := Validate(path, Options{SkipBadRows: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +46,9 @@ func TestDuplicatesFoundExactly(t *testing.T) {
 	if st.Good != n+1 || st.BadCount != 4 || st.Rows != n+5 || strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("good %d, bad:\n%s\nwant:\n%s", st.Good, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for _, open := range []func() (*ListReader, error){
-		func() (*ListReader, error) { return st.OpenList(path, ListOptions{}) },
-		func() (*ListReader, error) { return OpenList(path, ListOptions{}) },
+	for _, open := range []func() (*Reader, error){
+		func() (*Reader, error) { return st.Open(path, Options{}) },
+		func() (*Reader, error) { return Open(path, Options{}) },
 	} {
 		r, err := open()
 		if err != nil {

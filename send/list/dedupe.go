@@ -1,4 +1,4 @@
-package send
+package list
 
 import (
 	"strings"
@@ -47,7 +47,7 @@ func (b bloom) testAndSet(h uint64) bool {
 
 // findDuplicates returns, for every good row whose address appeared on an
 // earlier good row, its line → the first line. Bad rows are not counted.
-func findDuplicates(path string, opt ListOptions) (map[int]int, error) {
+func findDuplicates(path string, opt Options) (map[int]int, error) {
 	var seen dupFilter
 	err := eachGood(path, opt, func(rc *Recipient) { seen.add(rc) })
 	if err != nil {
@@ -74,7 +74,7 @@ func (d *dupFilter) add(rc *Recipient) {
 
 // duplicates is the second pass, when the first found candidates. It
 // calls found, if not nil, for each duplicate row in line order.
-func (d *dupFilter) duplicates(path string, opt ListOptions, found func(line, first int, addr string)) (map[int]int, error) {
+func (d *dupFilter) duplicates(path string, opt Options, found func(line, first int, addr string)) (map[int]int, error) {
 	d.filter = nil // 8 MiB the second pass does not need
 	if len(d.cands) == 0 {
 		return nil, nil
@@ -99,7 +99,7 @@ func (d *dupFilter) duplicates(path string, opt ListOptions, found func(line, fi
 
 // eachGood calls fn with every good row (duplicates not yet known), without
 // its fields: the passes before sending need only the address.
-func eachGood(path string, opt ListOptions, fn func(*Recipient)) error {
+func eachGood(path string, opt Options, fn func(*Recipient)) error {
 	return eachGoodAndBad(path, opt, fn, nil)
 }
 
