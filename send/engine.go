@@ -24,6 +24,7 @@ import (
 	"github.com/mailroute/mailroute/internal/sts"
 	"github.com/mailroute/mailroute/send/journal"
 	"github.com/mailroute/mailroute/send/list"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // Options is what a run needs besides the Config.
@@ -115,8 +116,8 @@ type Engine struct {
 	now  func() time.Time
 	helo string
 
-	tmpl    *Template
-	signer  *Signer
+	tmpl    *message.Template
+	signer  *message.Signer
 	journal *journal.Journal
 	stats   *list.Stats
 
@@ -200,7 +201,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 	// The template first: the list check needs to know which fields go
 	// into header fields, where a line break makes the row bad.
 	var err error
-	if e.tmpl, err = LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
+	if e.tmpl, err = message.LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
 		return setup(err, "")
 	}
 	if err := e.tmpl.SetUnsubscribe(cfg.Unsubscribe); err != nil {
@@ -216,7 +217,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		return setup(err, "the template may only use the list's columns")
 	}
 	if cfg.DKIM != nil {
-		if e.signer, err = NewSigner(cfg.DKIM); err != nil {
+		if e.signer, err = message.NewSigner(cfg.DKIM); err != nil {
 			return setup(err, "")
 		}
 	}

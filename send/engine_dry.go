@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // Plan is what a dry run found: what a real run would do.
@@ -103,7 +104,7 @@ func (e *Engine) dryRun() (*Report, error) {
 				continue
 			}
 		}
-		if _, err := e.tmpl.Render(rcpt, RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
+		if _, err := e.tmpl.Render(rcpt, message.RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
 			plan.WouldFail++
 			e.tally.add(rcpt.Domain, journal.StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
 			continue

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // maxLookahead caps how many recipients a worker takes ahead of the one
@@ -225,7 +226,7 @@ func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
 // render makes j's message in sl.
 func (e *Engine) render(sl *slot, j *job) *result {
 	sl.j = nil
-	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
+	r, err := e.tmpl.Render(j.rcpt, message.RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
 	if err != nil {
 		return &result{state: journal.StateFailed, reason: "the message could not be made: " + err.Error()}
 	}

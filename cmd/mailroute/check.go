@@ -17,8 +17,8 @@ import (
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 	"github.com/mailroute/mailroute/send/list"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 func checkCommand() *cli.Command {
@@ -134,7 +134,7 @@ func runCheck(c *cli.Context) error {
 func authCheck(ctx context.Context, cfg *config.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
 	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
 	if cfg.DKIM != nil {
-		signer, err := send.NewSigner(cfg.DKIM)
+		signer, err := message.NewSigner(cfg.DKIM)
 		if err != nil {
 			return nil, configProblem(err)
 		}
@@ -295,8 +295,8 @@ type mailing struct {
 // readMailing renders the message for the list's first recipient (or a
 // sample without a list) to learn its From and headers, and counts the
 // list's recipients by domain.
-func readMailing(cfg *config.Config, message, listPath, emailColumn string) (*mailing, error) {
-	tmpl, err := send.LoadTemplate(message, "")
+func readMailing(cfg *config.Config, messagePath, listPath, emailColumn string) (*mailing, error) {
+	tmpl, err := message.LoadTemplate(messagePath, "")
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")
 	}
@@ -315,17 +315,17 @@ func readMailing(cfg *config.Config, message, listPath, emailColumn string) (*ma
 		}
 		m.list, rcpt = lc, first
 	}
-	r, err := tmpl.Render(rcpt, send.RenderOptions{})
+	r, err := tmpl.Render(rcpt, message.RenderOptions{})
 	if err != nil {
 		hint := ""
 		if listPath == "" {
 			hint = "the message uses merge fields: give the list with --list"
 		}
-		return nil, usage(fmt.Errorf("rendering %s: %w", message, err), hint)
+		return nil, usage(fmt.Errorf("rendering %s: %w", messagePath, err), hint)
 	}
 	m.from = r.From
 	m.envelope = firstNonEmpty(cfg.From, r.From)
-	m.unsubscribe = send.HasOneClick(r.Data)
+	m.unsubscribe = message.HasOneClick(r.Data)
 	return m, nil
 }
 
