@@ -2,11 +2,9 @@ package send
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/mailroute/mailroute/internal/config"
@@ -148,64 +146,4 @@ func (e *Engine) dryRun() (*Report, error) {
 	e.tally.fill(rep)
 	rep.Counts, rep.ThisRun = Counts{}, Counts{}
 	return rep, nil
-}
-
-func (p *Plan) writeText(b *strings.Builder, r *Report) {
-	fmt.Fprintf(b, "dry run: nothing was sent\n")
-	fmt.Fprintf(b, "%d recipients in %d %s", r.Recipients, p.Domains, plural(p.Domains, "domain", "domains"))
-	if r.BadRows > 0 {
-		fmt.Fprintf(b, " (%d bad rows left out)", r.BadRows)
-	}
-	b.WriteString("\n")
-	fmt.Fprintf(b, "would send %d %s", p.WouldSend, plural(p.WouldSend, "message", "messages"))
-	if p.AlreadyDone > 0 {
-		fmt.Fprintf(b, "; %d already done in the journal", p.AlreadyDone)
-	}
-	b.WriteString("\n")
-	if p.WouldFail > 0 {
-		fmt.Fprintf(b, "would fail %d (see reasons below)\n", p.WouldFail)
-	}
-	if p.DNSTrouble > 0 {
-		fmt.Fprintf(b, "%d recipients' domains could not be resolved now (would be deferred)\n", p.DNSTrouble)
-	}
-	if r.Mode == config.ModeDirect {
-		fmt.Fprintf(b, "mode direct: %d sessions in all", p.Threads)
-	} else {
-		fmt.Fprintf(b, "mode relay: %d sessions in all", p.Threads)
-	}
-	if p.Rate != "" {
-		fmt.Fprintf(b, ", at most %s", p.Rate)
-	}
-	b.WriteString("\n")
-	for _, rl := range p.Relays {
-		fmt.Fprintf(b, "  relay %s tls=%s auth=%s threads=%d", rl.Addr, rl.TLS, rl.Auth, rl.Threads)
-		if rl.Rate != "" {
-			fmt.Fprintf(b, " rate=%s", rl.Rate)
-		}
-		b.WriteString("\n")
-	}
-	if p.MTASTSCount > 0 {
-		more := ""
-		if p.MTASTSCount > len(p.MTASTS) {
-			more = fmt.Sprintf(" and %d more", p.MTASTSCount-len(p.MTASTS))
-		}
-		fmt.Fprintf(b, "MTA-STS enforced by %d %s (verified TLS to the MX hosts their policy names, or deferred): %s%s\n",
-			p.MTASTSCount, plural(p.MTASTSCount, "domain", "domains"), strings.Join(p.MTASTS, ", "), more)
-	}
-	if p.Estimate != nil {
-		p.Estimate.writeText(b, p.WouldSend, r.Finished)
-	}
-	if len(r.Reasons) > 0 {
-		b.WriteString("reasons:\n")
-		for _, x := range r.Reasons {
-			fmt.Fprintf(b, "  %6d %s\n", x.Count, x.Reason)
-		}
-	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

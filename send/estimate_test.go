@@ -58,21 +58,3 @@ func TestDryRunEstimateCountsTheLedger(t *testing.T) {
 		t.Errorf("used %q, want the 4 of the first run", est.Used)
 	}
 }
-
-func TestAboutDuration(t *testing.T) {
-	for _, tc := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{40 * time.Second, "40 s"},
-		{25*time.Minute + 10*time.Second, "25 min"},
-		{3*time.Hour + 3*time.Second, "3 h"},
-		{2*time.Hour + 31*time.Minute, "2 h 30 min"},
-		{20 * time.Hour, "20 h"},
-		{2*24*time.Hour + 2*time.Second, "2 days"},
-	} {
-		if got := aboutDuration(tc.d); got != tc.want {
-			t.Errorf("aboutDuration(%s) = %q, want %q", tc.d, got, tc.want)
-		}
-	}
-}

@@ -2,6 +2,7 @@ package send
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-func TestReportTextAndJSON(t *testing.T) {
+// The tally fills the report that cmd/mailroute writes as text
+// (TestReportText there) and as JSON.
+func TestReportJSON(t *testing.T) {
 	ta := newTally()
 	next := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	ta.add("a.test", journal.StateSent, "250 ok", time.Time{}, false, "x@a.test")
@@ -27,22 +30,6 @@ func TestReportTextAndJSON(t *testing.T) {
 	}
 	if len(rep.Reasons) == 0 || rep.Reasons[0].Count != 2 || !strings.Contains(rep.Reasons[0].Reason, "<recipient>: no such user") {
 		t.Errorf("reasons: %+v", rep.Reasons)
-	}
-	var b strings.Builder
-	if err := rep.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
-	for _, want := range []string{
-		"6 recipients: 1 sent, 1 deferred, 2 failed, 1 unknown, 1 pending",
-		"run the same command again to send to the 1 deferred and 1 pending",
-		"best after",
-		"add --retry-unknown",
-		"journal: list.csv.journal",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("text report lacks %q:\n%s", want, out)
-		}
 	}
 	js, err := json.Marshal(rep)
 	if err != nil {
@@ -86,9 +73,7 @@ func TestDryRunDirect(t *testing.T) {
 	if f.sessionCount() != 0 {
 		t.Error("a dry run connected to the MX")
 	}
-	var b strings.Builder
-	rep.WriteText(&b)
-	if !strings.Contains(b.String(), "dry run: nothing was sent") || !strings.Contains(b.String(), "null MX") {
-		t.Errorf("text:\n%s", b.String())
+	if !slices.ContainsFunc(rep.Reasons, func(x ReasonCount) bool { return strings.Contains(x.Reason, "null MX") }) {
+		t.Errorf("reasons %+v lack the null MX", rep.Reasons)
 	}
 }

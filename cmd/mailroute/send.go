@@ -166,7 +166,7 @@ func runSend(c *cli.Context) error {
 
 	var stop func()
 	if !c.Bool("dry-run") {
-		stop = eng.ShowProgress(stderr, isTerminal(stderr))
+		stop = showProgress(eng, stderr, isTerminal(stderr))
 	}
 	rep, runErr := eng.Run(ctx)
 	if stop != nil {
@@ -181,7 +181,7 @@ func runSend(c *cli.Context) error {
 		if err := enc.Encode(rep); err != nil {
 			return problem(err)
 		}
-	} else if err := rep.WriteText(c.App.Writer); err != nil {
+	} else if err := writeReport(c.App.Writer, rep); err != nil {
 		return problem(err)
 	} else if rep.DryRun {
 		// The receivers' side of the mailing, in one line (check.go).
