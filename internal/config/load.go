@@ -182,7 +182,7 @@ func (c *Config) ApplyDefaults() {
 	}
 }
 
-// Validate checks a defaulted Config. It returns nil, a *Error, or an
+// Validate checks a defaulted Config. It returns nil, an *Error, or an
 // errors.Join of them. Without a file it can't give lines or check the
 // file's permissions; Load does both.
 func (c *Config) Validate() error {

@@ -26,7 +26,7 @@ func configErrors(t *testing.T, err error) []*Error {
 		}
 		var ce *Error
 		if !errors.As(e, &ce) {
-			t.Fatalf("error %v (%T) is not a *Error", e, e)
+			t.Fatalf("error %v (%T) is not an *Error", e, e)
 		}
 		out = append(out, ce)
 	}

@@ -60,7 +60,7 @@ func TestValidateList(t *testing.T) {
 				}
 				var le *Error
 				if !errors.As(err, &le) || le.Hint == "" && !strings.Contains(tt.errHas, "twice") && !strings.Contains(tt.errHas, "empty") {
-					t.Errorf("not a *Error with a hint: %#v", err)
+					t.Errorf("not an *Error with a hint: %#v", err)
 				}
 				return
 			}
