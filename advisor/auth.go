@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"github.com/mailroute/mailroute/internal/auth"
-	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 // This file judges a planned mailing as receivers will: SPF (RFC 7208) for
@@ -54,7 +54,7 @@ func (c CheckFinding) AsFinding() Finding {
 
 // AuthPlan is what the mailing will do, as far as authentication goes.
 type AuthPlan struct {
-	Mode      send.Mode
+	Mode      config.Mode
 	RelayHost string // relay mode: the first relay
 	// Addrs are the addresses the mail will leave from (relay mode: the
 	// relay's; direct mode: this machine's public ones), AddrsFrom says
@@ -64,7 +64,7 @@ type AuthPlan struct {
 	AddrsErr  string
 	Envelope  string // MAIL FROM address: SPF is checked for its domain
 	From      string // the From header's address: DMARC is its domain's
-	DKIM      *send.DKIM
+	DKIM      *config.DKIM
 	DKIMKey   crypto.PublicKey // the public half of DKIM.KeyFile
 	Provider  *Provider        // the relay's catalog entry, if known
 }
@@ -147,7 +147,7 @@ func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {
 		switch {
 		case s.Include != "":
 			mech = "include:" + s.Include
-		case p.Mode == send.ModeRelay && p.RelayHost != "":
+		case p.Mode == config.ModeRelay && p.RelayHost != "":
 			mech = "a:" + p.RelayHost
 		case len(p.Addrs) > 0:
 			mech = ipMech(p.Addrs[0])
@@ -196,7 +196,7 @@ func judgeSPF(p *AuthPlan, s *auth.SPF) CheckFinding {
 	// A sending service usually puts its own bounce domain in MAIL FROM
 	// (RFC 5321 §4.4: the relay may rewrite the reverse path), which
 	// check cannot see from here: say so rather than predict wrongly.
-	if p.Mode == send.ModeRelay && p.Provider != nil && p.Provider.Kind == "esp" && c.Verdict != Pass {
+	if p.Mode == config.ModeRelay && p.Provider != nil && p.Provider.Kind == "esp" && c.Verdict != Pass {
 		c.Meaning = strings.TrimSpace(c.Meaning + " Note: sending services such as " + p.Provider.Name +
 			" usually replace the envelope sender with their own bounce domain unless you set up a custom one (\"custom MAIL FROM\" or \"return path\" in their settings); SPF is then judged for their domain, passes, but is not aligned with your From, and DMARC rests on the DKIM signature they make once your domain is authenticated with them. check judges the envelope sender your config names.")
 	}
@@ -228,7 +228,7 @@ func judgeDKIM(p *AuthPlan, k *auth.DKIMKey) CheckFinding {
 	if p.DKIM == nil {
 		c.Verdict, c.Title = Warn, "messages will not be signed (no [dkim] in the config)"
 		c.Meaning = "Without a DKIM signature DMARC rests on SPF alone: it fails when the envelope sender is not your domain (many relays use their own) and whenever the mail is forwarded. Gmail, Yahoo and Microsoft require DKIM of bulk senders."
-		if p.Mode == send.ModeRelay {
+		if p.Mode == config.ModeRelay {
 			c.Meaning += " Your relay may sign for you; check can't see that, but only a signature for " + domainOf(p.From) + " counts for DMARC."
 		}
 		c.Fix = "Make a key (openssl genpkey -algorithm ed25519 -out dkim.pem, or RSA 2048 bits), publish its public half at SELECTOR._domainkey." + domainOf(p.From) + ", and add [dkim] with domain, selector and key_file."

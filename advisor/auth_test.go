@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-msgauth/dmarc"
 
 	"github.com/mailroute/mailroute/internal/auth"
-	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 func keyRecord(t *testing.T, txt string) *auth.DKIMKey {
@@ -62,7 +62,7 @@ func TestJudgeAuth(t *testing.T) {
 	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.25")}
 	spfPass := &auth.SPF{Domain: "shop.example", Record: "v=spf1 ip4:192.0.2.25 -all", Results: []auth.SPFAddr{{Addr: "192.0.2.25", Result: "pass"}}}
 	spfFail := &auth.SPF{Domain: "shop.example", Record: "v=spf1 -all", Results: []auth.SPFAddr{{Addr: "192.0.2.25", Result: "fail"}}}
-	dk := &send.DKIM{Domain: "shop.example", Selector: "s", KeyFile: "k.pem", Headers: []string{"From", "To", "Subject", "Date", "Message-ID"}}
+	dk := &config.DKIM{Domain: "shop.example", Selector: "s", KeyFile: "k.pem", Headers: []string{"From", "To", "Subject", "Date", "Message-ID"}}
 	tests := []struct {
 		name      string
 		plan      AuthPlan
@@ -95,7 +95,7 @@ func TestJudgeAuth(t *testing.T) {
 			// DKIM signs for another organization: DMARC fails.
 			name: "nothing aligned",
 			plan: AuthPlan{Envelope: "bounce@relay.example", From: "news@shop.example", Addrs: addrs,
-				DKIM: &send.DKIM{Domain: "relay.example", Selector: "s", Headers: dk.Headers}, DKIMKey: pub},
+				DKIM: &config.DKIM{Domain: "relay.example", Selector: "s", Headers: dk.Headers}, DKIMKey: pub},
 			facts: AuthFacts{SPF: &auth.SPF{Domain: "relay.example", Record: "v=spf1 a -all", Results: []auth.SPFAddr{{Addr: "192.0.2.25", Result: "pass"}}},
 				DKIM: keyRecord(t, edRec), DMARC: policy(t, "shop.example", "shop.example", "v=DMARC1; p=quarantine")},
 			want: map[string]Verdict{"spf": Pass, "dkim": Pass, "dmarc": Fail},
@@ -121,7 +121,7 @@ func TestJudgeAuth(t *testing.T) {
 		},
 		{
 			name:  "no address known",
-			plan:  AuthPlan{Mode: send.ModeDirect, Envelope: "news@shop.example", From: "news@shop.example", AddrsErr: "echo: timed out"},
+			plan:  AuthPlan{Mode: config.ModeDirect, Envelope: "news@shop.example", From: "news@shop.example", AddrsErr: "echo: timed out"},
 			facts: AuthFacts{SPF: &auth.SPF{Domain: "shop.example", Record: "v=spf1 -all"}, DMARC: &auth.DMARC{FromDomain: "shop.example", Err: "timeout", Temporary: true}},
 			want:  map[string]Verdict{"spf": Unknown, "dmarc": Unknown},
 		},
@@ -157,7 +157,7 @@ func TestJudgeAuth(t *testing.T) {
 // submission host is judged by the provider's documented include.
 func TestJudgeAuthProviderInclude(t *testing.T) {
 	p := Lookup("google-workspace")
-	plan := AuthPlan{Mode: send.ModeRelay, RelayHost: "smtp.gmail.com", Envelope: "a@shop.example", From: "a@shop.example",
+	plan := AuthPlan{Mode: config.ModeRelay, RelayHost: "smtp.gmail.com", Envelope: "a@shop.example", From: "a@shop.example",
 		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}, AddrsFrom: "relay smtp.gmail.com", Provider: p}
 	spf := &auth.SPF{Domain: "shop.example", Record: "v=spf1 include:_spf.google.com ~all", Results: []auth.SPFAddr{{Addr: "192.0.2.9", Result: "softfail"}},
 		Include: p.SPFInclude, IncludeFound: true, IncludePath: []string{"shop.example", "_spf.google.com"}}
@@ -223,7 +223,7 @@ func TestJudgeBulkUnknown(t *testing.T) {
 // TestJudgeSPFSendingService: a sending service's bounce domain is out of
 // check's sight; the finding says so instead of claiming more.
 func TestJudgeSPFSendingService(t *testing.T) {
-	plan := AuthPlan{Mode: send.ModeRelay, RelayHost: "smtp.sendgrid.net", Envelope: "a@shop.example", From: "a@shop.example",
+	plan := AuthPlan{Mode: config.ModeRelay, RelayHost: "smtp.sendgrid.net", Envelope: "a@shop.example", From: "a@shop.example",
 		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.9")}, AddrsFrom: "relay smtp.sendgrid.net", Provider: Lookup("sendgrid")}
 	spf := &auth.SPF{Domain: "shop.example", Record: "v=spf1 -all", Results: []auth.SPFAddr{{Addr: "192.0.2.9", Result: "fail"}}}
 	fs, _ := JudgeAuth(&plan, &AuthFacts{SPF: spf, DMARC: policy(t, "shop.example", "", "")})

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // DefaultPasswordEnv is the variable a generated config names when the
@@ -14,15 +14,15 @@ import (
 // comes from, and never holds it.
 const DefaultPasswordEnv = "MAILROUTE_PASSWORD"
 
-// buildConfig turns the recommendation into a send.Config, defaulted and
+// buildConfig turns the recommendation into a config.Config, defaulted and
 // validated, with the evidence behind its numbers.
-func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, now time.Time) (*send.Config, error) {
-	cfg := &send.Config{Mode: rec.Mode, Threads: rec.Threads.Value}
+func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, now time.Time) (*config.Config, error) {
+	cfg := &config.Config{Mode: rec.Mode, Threads: rec.Threads.Value}
 	if !rec.Rate.Rate.IsZero() {
-		cfg.Rate = send.Rates{rec.Rate.Rate}
+		cfg.Rate = config.Rates{rec.Rate.Rate}
 	}
 	switch rec.Mode {
-	case send.ModeDirect:
+	case config.ModeDirect:
 		// Direct mode must greet with the name receivers check against the
 		// address: the forward-confirmed PTR name.
 		if rep.Identity != nil && rep.Identity.ConfirmedName != "" {
@@ -32,16 +32,16 @@ func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, 
 		// no session waits out the other's timeouts.
 		switch open := port25Open(rep); {
 		case open["IPv6"] > 0 && open["IPv4"] == 0:
-			cfg.Direct.AddressFamily = send.FamilyIPv6
+			cfg.Direct.AddressFamily = config.FamilyIPv6
 		case open["IPv4"] > 0 && open["IPv6"] == 0 && port25Tried(rep, "IPv6"):
-			cfg.Direct.AddressFamily = send.FamilyIPv4
+			cfg.Direct.AddressFamily = config.FamilyIPv4
 		}
-	case send.ModeRelay:
+	case config.ModeRelay:
 		if rep.Helo != "" && rep.Helo != "localhost" {
 			cfg.Helo = rep.Helo
 		}
 		r := rec.Relay
-		relay := send.Relay{Host: r.Host, Port: r.Port, TLS: r.TLS, CAFile: in.CAFile, Auth: "none", MessagesPerSession: rec.PerSession.Value}
+		relay := config.Relay{Host: r.Host, Port: r.Port, TLS: r.TLS, CAFile: in.CAFile, Auth: "none", MessagesPerSession: rec.PerSession.Value}
 		if in.User != "" {
 			relay.Auth, relay.Username = r.Auth, in.User
 			relay.PasswordEnv, relay.PasswordCmd = in.PasswordEnv, in.PasswordCmd
@@ -50,9 +50,9 @@ func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, 
 				rec.Steps = append(rec.Steps, Step{"password", "$" + DefaultPasswordEnv,
 					"the password was typed at the prompt and is not kept: set " + DefaultPasswordEnv + " before sending, or change password_env / password_cmd in the file"})
 			}
-			relay.InsecureAuth = in.InsecureAuth && r.TLS == send.TLSNone
+			relay.InsecureAuth = in.InsecureAuth && r.TLS == config.TLSNone
 		}
-		cfg.Relay = []send.Relay{relay}
+		cfg.Relay = []config.Relay{relay}
 	}
 	cfg.Evidence = evidence(rec, rep, now)
 	cfg.ApplyDefaults()
@@ -62,25 +62,25 @@ func buildConfig(rec *Recommendation, in Input, rep *probe.Report, id identity, 
 	return cfg, nil
 }
 
-func evidence(rec *Recommendation, rep *probe.Report, now time.Time) send.Evidence {
-	ev := send.Evidence{MeasuredAt: now.UTC().Truncate(time.Second)}
+func evidence(rec *Recommendation, rep *probe.Report, now time.Time) config.Evidence {
+	ev := config.Evidence{MeasuredAt: now.UTC().Truncate(time.Second)}
 	if r := rec.Relay; r != nil {
 		ev.Source = fmt.Sprintf("%s:%d", r.Host, r.Port)
 	}
-	if m := rep.Measure; m != nil && m.Error == "" && rec.Mode == send.ModeRelay {
+	if m := rep.Measure; m != nil && m.Error == "" && rec.Mode == config.ModeRelay {
 		if !m.MeasuredAt.IsZero() {
 			ev.MeasuredAt = m.MeasuredAt.UTC().Truncate(time.Second)
 		}
 		ev.Source = fmt.Sprintf("%s:%d", m.Host, m.Port)
 		ev.SessionLimit = m.SessionLimit
 		ev.BurstLimit = m.Transactions
-		ev.Window = send.Duration(time.Duration(m.Window).Round(time.Millisecond))
-		ev.LatencyMedian = send.Duration(time.Duration(m.LatencyMedian).Round(time.Microsecond))
+		ev.Window = config.Duration(time.Duration(m.Window).Round(time.Millisecond))
+		ev.LatencyMedian = config.Duration(time.Duration(m.LatencyMedian).Round(time.Microsecond))
 	}
 	if p := rec.Provider; p != nil {
 		var pub []string
 		for _, l := range p.Provider.Limits {
-			if l.Inbound() == (rec.Mode == send.ModeDirect) {
+			if l.Inbound() == (rec.Mode == config.ModeDirect) {
 				pub = append(pub, fmt.Sprintf("%s (%s)", l, l.Source))
 			}
 		}

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // Input is what the advisor decides from: the probe's report (with the
@@ -46,8 +46,8 @@ type Input struct {
 // Recommendation is the advisor's answer.
 type Recommendation struct {
 	// OK is false when nothing found can send; Todo then says what to do.
-	OK   bool      `json:"ok"`
-	Mode send.Mode `json:"mode,omitempty"`
+	OK   bool        `json:"ok"`
+	Mode config.Mode `json:"mode,omitempty"`
 	// Summary is the recommendation in one sentence.
 	Summary string `json:"summary"`
 	// Steps are the decisions in order, each with its reason.
@@ -64,7 +64,7 @@ type Recommendation struct {
 	PerSession Number `json:"messages_per_session"`
 
 	// Config is the configuration to write; nil when !OK.
-	Config *send.Config `json:"-"`
+	Config *config.Config `json:"-"`
 }
 
 // Step is one decision and why it was made.
@@ -84,19 +84,19 @@ type Number struct {
 
 // RateChoice is the chosen rate (zero: no limit) and where it came from.
 type RateChoice struct {
-	Rate   send.Rate `json:"rate"`
-	Source string    `json:"source"`
-	Reason string    `json:"reason"`
+	Rate   config.Rate `json:"rate"`
+	Source string      `json:"source"`
+	Reason string      `json:"reason"`
 }
 
 // RelayChoice is the relay endpoint chosen.
 type RelayChoice struct {
-	Host    string       `json:"host"`
-	Addr    string       `json:"addr"`
-	Port    int          `json:"port"`
-	TLS     send.TLSMode `json:"tls"`
-	Auth    string       `json:"auth,omitempty"` // SASL mechanism, lower case; "" without a login
-	Offered []string     `json:"auth_offered,omitempty"`
+	Host    string         `json:"host"`
+	Addr    string         `json:"addr"`
+	Port    int            `json:"port"`
+	TLS     config.TLSMode `json:"tls"`
+	Auth    string         `json:"auth,omitempty"` // SASL mechanism, lower case; "" without a login
+	Offered []string       `json:"auth_offered,omitempty"`
 }
 
 // Decide turns a report into a recommendation. It reads only in; the
@@ -145,10 +145,10 @@ func Decide(in Input) *Recommendation {
 	case rep.Offline:
 		rec.Todo = append(rec.Todo, "this machine seems to be offline (no DNS answer, nothing reached): check the network, or name a resolver with --resolver")
 	case p25 && id.state == good:
-		rec.Mode = send.ModeDirect
+		rec.Mode = config.ModeDirect
 		add("mode", "direct", "port 25 reaches the recipients' MX hosts and this address can send direct ("+id.short+")")
 	case end != nil:
-		rec.Mode = send.ModeRelay
+		rec.Mode = config.ModeRelay
 		why := "port 25 is not usable from here"
 		switch {
 		case p25 && id.state == bad:
@@ -159,7 +159,7 @@ func Decide(in Input) *Recommendation {
 		add("mode", "relay", why)
 		add("relay", fmt.Sprintf("%s:%d", end.Host, end.Port), relayWhy)
 	case p25 && id.state == unknown:
-		rec.Mode = send.ModeDirect
+		rec.Mode = config.ModeDirect
 		add("mode", "direct", "port 25 reaches the recipients' MX hosts and no relay answered; whether receivers accept mail from this address is unknown ("+id.short+")")
 	default:
 		add("relay", "none usable", relayWhy)
@@ -170,7 +170,7 @@ func Decide(in Input) *Recommendation {
 		return rec
 	}
 
-	if rec.Mode == send.ModeRelay {
+	if rec.Mode == config.ModeRelay {
 		rec.Relay = relayChoice(end, rep.Login, in.User)
 		if l := rep.Login; in.User != "" && l != nil && !l.OK {
 			words := l.Reply
@@ -197,12 +197,12 @@ func Decide(in Input) *Recommendation {
 		rate = rec.Rate.Rate.String()
 	}
 	add("rate", rate, rec.Rate.Reason)
-	if rec.Mode == send.ModeRelay {
+	if rec.Mode == config.ModeRelay {
 		if rec.PerSession = sessionCap(rec.Provider, rep.Measure); rec.PerSession.Value > 0 {
 			add("messages per session", fmt.Sprint(rec.PerSession.Value), rec.PerSession.Reason+"; send opens a new session after that many")
 		}
 	}
-	if rec.Mode == send.ModeDirect {
+	if rec.Mode == config.ModeDirect {
 		rec.Steps = append(rec.Steps, inboundSteps(rep)...)
 	}
 
@@ -224,11 +224,11 @@ func summary(rec *Recommendation) string {
 	if !rec.Rate.Rate.IsZero() {
 		rate = "at most " + rec.Rate.Rate.String()
 	}
-	if rec.Mode == send.ModeDirect {
+	if rec.Mode == config.ModeDirect {
 		return fmt.Sprintf("Send direct to the recipients' MX hosts on port 25, %s at once, %s.", count(rec.Threads.Value, "session"), rate)
 	}
 	r := rec.Relay
-	mode := map[send.TLSMode]string{send.TLSImplicit: "implicit TLS", send.TLSStartTLS: "STARTTLS", send.TLSNone: "no TLS"}[r.TLS]
+	mode := map[config.TLSMode]string{config.TLSImplicit: "implicit TLS", config.TLSStartTLS: "STARTTLS", config.TLSNone: "no TLS"}[r.TLS]
 	login := ""
 	if r.Auth != "" {
 		login = ", with a login"
@@ -439,12 +439,12 @@ func ChooseRelay(rep *probe.Report, needAuth, insecureAuth bool) (*probe.Endpoin
 }
 
 func relayChoice(e *probe.Endpoint, login *probe.Login, user string) *RelayChoice {
-	rc := &RelayChoice{Host: e.Host, Addr: e.Addr, Port: e.Port, TLS: send.TLSNone, Offered: e.AuthTLS}
+	rc := &RelayChoice{Host: e.Host, Addr: e.Addr, Port: e.Port, TLS: config.TLSNone, Offered: e.AuthTLS}
 	switch {
 	case e.TLSMode == "implicit":
-		rc.TLS = send.TLSImplicit
+		rc.TLS = config.TLSImplicit
 	case e.TLS != nil:
-		rc.TLS = send.TLSStartTLS
+		rc.TLS = config.TLSStartTLS
 	}
 	if len(rc.Offered) == 0 {
 		rc.Offered = e.AuthPlain

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // Synthetic reports: the advisor reads only probe.Report, so every case of
@@ -93,30 +93,30 @@ func TestDecideTable(t *testing.T) {
 		rep      *probe.Report
 		user     string
 		ok       bool
-		mode     send.Mode
+		mode     config.Mode
 		port     int
-		tls      send.TLSMode
+		tls      config.TLSMode
 		contains []string // in steps, unknowns or todo
 	}{
-		{name: "25 open, FCrDNS, clean: direct", rep: rep(open3, allRelay, clean()), ok: true, mode: send.ModeDirect,
+		{name: "25 open, FCrDNS, clean: direct", rep: rep(open3, allRelay, clean()), ok: true, mode: config.ModeDirect,
 			contains: []string{"reaches 3 of 3 MX hosts", "resolves back to it (FCrDNS)", "not listed in zen.spamhaus.org"}},
-		{name: "25 filtered: relay on 465", rep: rep(filtered3, allRelay, clean()), user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 465, tls: send.TLSImplicit,
+		{name: "25 filtered: relay on 465", rep: rep(filtered3, allRelay, clean()), user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 465, tls: config.TLSImplicit,
 			contains: []string{"reaches none of the 3 MX hosts (filtered on 3 endpoints)", "RFC 8314 §3.3", "also usable: 587"}},
 		{name: "465 closed, 587 open: 587", rep: rep(filtered3, map[int]probe.Verdict{465: probe.Refused, 587: probe.Open, 2525: probe.Open, 25: probe.Refused}, clean()),
-			user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 587, tls: send.TLSStartTLS,
+			user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 587, tls: config.TLSStartTLS,
 			contains: []string{"port 587 (STARTTLS)", ":465 refused"}},
 		{name: "only 2525", rep: rep(filtered3, map[int]probe.Verdict{465: probe.Filtered, 587: probe.Filtered, 2525: probe.Open, 25: probe.Filtered}, nil),
-			user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 2525, tls: send.TLSStartTLS},
+			user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 2525, tls: config.TLSStartTLS},
 		{name: "intercepted: relay even though open", rep: rep([]probe.Verdict{probe.Intercepted, probe.Intercepted, probe.Open}, allRelay, clean()),
-			user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 465,
+			user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 465,
 			contains: []string{"intercepted on 2 of 3 MX hosts", "certificate is for smtp.isp.invalid"}},
-		{name: "PBL listed: relay with the reason", rep: rep(open3, allRelay, pbl), user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 465,
+		{name: "PBL listed: relay with the reason", rep: rep(open3, allRelay, pbl), user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 465,
 			contains: []string{"should not send direct", "as an end-user (dynamic) range", "PBL"}},
-		{name: "no PTR: relay", rep: rep(open3, allRelay, noPTR), ok: true, mode: send.ModeRelay,
+		{name: "no PTR: relay", rep: rep(open3, allRelay, noPTR), ok: true, mode: config.ModeRelay,
 			contains: []string{"has no PTR (reverse DNS) name"}},
-		{name: "identity unknown: relay, unknown said", rep: rep(open3, allRelay, nil), user: "me@relay.invalid", ok: true, mode: send.ModeRelay, port: 465,
+		{name: "identity unknown: relay, unknown said", rep: rep(open3, allRelay, nil), user: "me@relay.invalid", ok: true, mode: config.ModeRelay, port: 465,
 			contains: []string{"identity: this machine's public address, PTR name and blocklist listings were not checked", "a relay is the safe choice"}},
-		{name: "identity unknown, no relay: direct with the caveat", rep: rep(open3, nil, nil), ok: true, mode: send.ModeDirect,
+		{name: "identity unknown, no relay: direct with the caveat", rep: rep(open3, nil, nil), ok: true, mode: config.ModeDirect,
 			contains: []string{"no relay answered", "were not checked"}},
 		{name: "no usable relay: what to do", rep: rep(filtered3, map[int]probe.Verdict{465: probe.Filtered, 587: probe.Filtered, 2525: probe.Filtered, 25: probe.Filtered}, clean()),
 			ok: false, contains: []string{"no relay port can take the mail: :465 filtered", "ask your ISP", "2525"}},
@@ -168,7 +168,7 @@ func dump(rec *Recommendation) string {
 func TestDecideDirectConfig(t *testing.T) {
 	rec := Decide(Input{Report: rep(open3, nil, clean()), ListSize: 1000})
 	c := rec.Config
-	if c == nil || c.Mode != send.ModeDirect || c.Helo != "out.example.invalid" || len(c.Relay) != 0 {
+	if c == nil || c.Mode != config.ModeDirect || c.Helo != "out.example.invalid" || len(c.Relay) != 0 {
 		t.Fatalf("%+v\n%s", c, dump(rec))
 	}
 	if c.Threads != 4 || rec.Threads.Source != "list size" || c.Direct.PerDomainThreads != 2 {
@@ -192,7 +192,7 @@ func TestDecideRelayConfig(t *testing.T) {
 		t.Fatal(dump(rec))
 	}
 	rl := c.Relay[0]
-	if rl.Host != "smtp.relay.invalid" || rl.Port != 465 || rl.TLS != send.TLSImplicit || rl.Auth != "login" ||
+	if rl.Host != "smtp.relay.invalid" || rl.Port != 465 || rl.TLS != config.TLSImplicit || rl.Auth != "login" ||
 		rl.Username != "me@relay.invalid" || rl.PasswordCmd != "pass show smtp" || rl.PasswordEnv != "" || rl.Password != "" || rl.CAFile != ca {
 		t.Errorf("relay %+v", rl)
 	}
@@ -251,7 +251,7 @@ func TestDecideAuthOnlyInClear(t *testing.T) {
 		t.Errorf("without --insecure-auth: %s", dump(rec))
 	}
 	rec := Decide(Input{Report: r, User: "me", PasswordEnv: "PW", InsecureAuth: true})
-	if !rec.OK || rec.Config.Relay[0].TLS != send.TLSNone || !rec.Config.Relay[0].InsecureAuth || !strings.Contains(dump(rec), "in clear") {
+	if !rec.OK || rec.Config.Relay[0].TLS != config.TLSNone || !rec.Config.Relay[0].InsecureAuth || !strings.Contains(dump(rec), "in clear") {
 		t.Errorf("with --insecure-auth: %+v\n%s", rec.Config, dump(rec))
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 func TestExplainIdentity6(t *testing.T) {
@@ -41,11 +41,11 @@ func TestDecideJudgesTheIPv6IdentityWhenOnlyIPv6Works(t *testing.T) {
 	}
 	rep.Identity.IPv6 = good("2001:db8::7")
 	rec = Decide(Input{Report: rep})
-	if rec.Mode != send.ModeDirect || !strings.Contains(stepReason(rec, "identity"), "2001:db8::7") {
+	if rec.Mode != config.ModeDirect || !strings.Contains(stepReason(rec, "identity"), "2001:db8::7") {
 		t.Errorf("a good IPv6 identity: mode %q, steps %+v", rec.Mode, rec.Steps)
 	}
 	// The config sends over the family that works.
-	if rec.Config == nil || rec.Config.Direct.AddressFamily != send.FamilyIPv6 {
+	if rec.Config == nil || rec.Config.Direct.AddressFamily != config.FamilyIPv6 {
 		t.Errorf("config direct %+v, want address_family ipv6", rec.Config)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // The numbers come from evidence, strongest first: what the relay itself
@@ -35,13 +35,13 @@ const (
 var maxThreads = map[string]int{"mailbox": 3, "isp": 3, "business": 5, "esp": 10, "": 5}
 
 // numbers derives threads and rate for mode from the evidence.
-func numbers(mode send.Mode, in Input, m *Match, meas *probe.Measurement) (Number, RateChoice) {
+func numbers(mode config.Mode, in Input, m *Match, meas *probe.Measurement) (Number, RateChoice) {
 	var prov *Provider
 	kind := ""
 	if m != nil {
 		prov, kind = m.Provider, m.Provider.Kind
 	}
-	if mode == send.ModeDirect {
+	if mode == config.ModeDirect {
 		return directThreads(in.ListSize), RateChoice{Source: "default",
 			Reason: "direct delivery spreads over many receivers, each with its own limits; send slows down on their 4xx replies"}
 	}
@@ -175,7 +175,7 @@ func relayRate(list int, prov *Provider, meas *probe.Measurement) RateChoice {
 			best = c
 		}
 	}
-	var r send.Rate
+	var r config.Rate
 	var why string
 	if best.src == "measured" {
 		// send holds a rate exactly (any window, 1 s longer for counters
@@ -224,19 +224,19 @@ func niceWindow(w time.Duration) time.Duration {
 
 // exactRate is n per w with w rounded up to a nice window (whole seconds
 // at least): what a measurement of n per w says, at its precision.
-func exactRate(n int, w time.Duration) send.Rate {
-	return send.Rate{N: max(n, 1), Window: niceWindow(w)}
+func exactRate(n int, w time.Duration) config.Rate {
+	return config.Rate{N: max(n, 1), Window: niceWindow(w)}
 }
 
 // withMargin is n per w less the margin: floor(n × 85%), at least 1. When
 // that is n itself (n = 1), the window is stretched by 20% instead.
-func withMargin(n int, w time.Duration) send.Rate {
+func withMargin(n int, w time.Duration) config.Rate {
 	w = niceWindow(w)
 	m := n * (100 - marginPercent) / 100
 	if m >= 1 && m < n {
-		return send.Rate{N: m, Window: w}
+		return config.Rate{N: m, Window: w}
 	}
-	return send.Rate{N: max(n, 1), Window: (w * 6 / 5).Round(100 * time.Millisecond)}
+	return config.Rate{N: max(n, 1), Window: (w * 6 / 5).Round(100 * time.Millisecond)}
 }
 
 // sessionCap is how many messages one session to the relay may carry, the

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // crashSpec tells the child process of TestCrashFalseUnknownsAreBounded
@@ -95,12 +97,12 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 	}
 	_ = child.Wait()
 
-	states := map[string]State{}
-	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	states := map[string]journal.State{}
+	j, err := journal.Peek(m.opts.ListPath + ".journal")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = j.Each(func(_ int, r Record) error { states[r.Addr] = r.State; return nil })
+	err = j.Each(func(_ int, r journal.Record) error { states[r.Addr] = r.State; return nil })
 	j.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -109,10 +111,10 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 	unknown, falseUnknown := 0, 0
 	for _, r := range rcpts {
 		st, d := states[r], dots[r]
-		if d > 0 && st != StateSent && st != StateDataSent {
+		if d > 0 && st != journal.StateSent && st != journal.StateDataSent {
 			t.Errorf("%s: the server has the message, the journal says %s: a re-run would send it again", r, st)
 		}
-		if st == StateDataSent {
+		if st == journal.StateDataSent {
 			unknown++
 			if d == 0 {
 				falseUnknown++
@@ -136,7 +138,7 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 	}
 	for _, r := range rcpts {
 		got := f.ackedFor(r)
-		if got > 1 || (got == 0 && states[r] != StateDataSent) {
+		if got > 1 || (got == 0 && states[r] != journal.StateDataSent) {
 			t.Errorf("%s acknowledged %d times (journal said %s at the crash)", r, got, states[r])
 		}
 	}
@@ -162,13 +164,13 @@ func crashChild(t *testing.T, spec string) {
 // back to pending.
 func noneInFlight(t *testing.T, m *mailing) {
 	t.Helper()
-	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	j, err := journal.Peek(m.opts.ListPath + ".journal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	_ = j.Each(func(_ int, r Record) error {
-		if r.State == StateDataSent || r.State == StateSending {
+	_ = j.Each(func(_ int, r journal.Record) error {
+		if r.State == journal.StateDataSent || r.State == journal.StateSending {
 			t.Errorf("%s left %s", r.Addr, r.State)
 		}
 		return nil
@@ -204,7 +206,7 @@ func TestDrainPutsBackWhatWasTakenAhead(t *testing.T) {
 	}
 	noneInFlight(t, m)
 	for _, r := range addrs(200, "example.test") {
-		if rec, ok := m.lookup(t, r); ok && rec.State == StatePending && rec.Attempts != 0 {
+		if rec, ok := m.lookup(t, r); ok && rec.State == journal.StatePending && rec.Attempts != 0 {
 			t.Errorf("%s pending with %d attempts: a job put back is not charged", r, rec.Attempts)
 		}
 	}
@@ -217,7 +219,7 @@ func TestRelayDownMovesWhatWasTakenAhead(t *testing.T) {
 	rcpts := addrs(60, "example.test")
 	m := newMailing(t, down.addr, rcpts...)
 	m.cfg.Threads = 4
-	m.cfg.Relay = append(m.cfg.Relay, Relay{Host: "127.0.0.1", Port: up.port, TLS: TLSNone, Auth: "none", Threads: 2})
+	m.cfg.Relay = append(m.cfg.Relay, config.Relay{Host: "127.0.0.1", Port: up.port, TLS: config.TLSNone, Auth: "none", Threads: 2})
 	m.cfg.Relay[0].Threads = 2
 	rep, err := m.run(t)
 	if err != nil {

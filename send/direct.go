@@ -14,10 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // MXResolver finds where a domain's mail goes; *resolve.Resolver is one.
@@ -132,9 +134,9 @@ func (c *mxCache) unread() []string {
 // asks for.
 func familyWanted(family string, a netip.Addr) bool {
 	switch family {
-	case FamilyIPv4:
+	case config.FamilyIPv4:
 		return a.Unmap().Is4()
-	case FamilyIPv6:
+	case config.FamilyIPv6:
 		return a.Is6() && !a.Is4In6()
 	}
 	return true
@@ -369,7 +371,7 @@ func (e *Engine) directDeliver(ctx context.Context, j *job, mx *resolve.MXResult
 	for {
 		s, err := e.pool.get(e.soft, key, e.now())
 		if err != nil {
-			return result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
+			return result{state: journal.StateDeferred, reason: "stopped before the attempt", interrupted: true}
 		}
 		reused := s != nil
 		if s == nil {
@@ -404,12 +406,12 @@ func mxResult(mx *resolve.MXResult, err error) *result {
 		if errors.As(err, &re) && !re.Temporary() {
 			// NXDOMAIN, or no MX and no address: RFC 5321 §5.1 says report
 			// an error; nothing later will make the domain appear.
-			return &result{state: StateFailed, reason: err.Error()}
+			return &result{state: journal.StateFailed, reason: err.Error()}
 		}
-		return &result{state: StateDeferred, reason: err.Error()}
+		return &result{state: journal.StateDeferred, reason: err.Error()}
 	}
 	if mx.Null {
-		return &result{state: StateFailed, reason: "domain accepts no mail (null MX, RFC 7505)"}
+		return &result{state: journal.StateFailed, reason: "domain accepts no mail (null MX, RFC 7505)"}
 	}
 	return nil
 }
@@ -464,7 +466,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 		}
 	}
 	if policy != nil && len(live)+len(dead) == 0 && len(unlisted) > 0 {
-		return nil, &result{state: StateDeferred, reason: fmt.Sprintf("MTA-STS: %s's policy (enforce, mx: %s) names none of its MX hosts (%s); not sent without it (RFC 8461 §5.1)",
+		return nil, &result{state: journal.StateDeferred, reason: fmt.Sprintf("MTA-STS: %s's policy (enforce, mx: %s) names none of its MX hosts (%s); not sent without it (RFC 8461 §5.1)",
 			domain, strings.Join(policy.MX, " "), strings.Join(unlisted, " "))}
 	}
 	for _, c := range append(live, dead...) {
@@ -504,18 +506,18 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 			e.dead.mark(c.addr, e.now())
 		}
 		if ctx.Err() != nil {
-			return nil, &result{state: StateDeferred, reason: "stopped before the attempt", interrupted: true}
+			return nil, &result{state: journal.StateDeferred, reason: "stopped before the attempt", interrupted: true}
 		}
 	}
 	if last == nil {
 		if skipped > 0 {
-			return nil, &result{state: StateDeferred, reason: fmt.Sprintf("no MX host has an %s address (direct.address_family)", e.cfg.Direct.AddressFamily)}
+			return nil, &result{state: journal.StateDeferred, reason: fmt.Sprintf("no MX host has an %s address (direct.address_family)", e.cfg.Direct.AddressFamily)}
 		}
-		return nil, &result{state: StateDeferred, reason: "no MX host has an address"}
+		return nil, &result{state: journal.StateDeferred, reason: "no MX host has an address"}
 	}
 	if tried > 0 && permanent == tried {
 		// Every MX refused us outright (5xx greeting or EHLO).
-		return nil, &result{state: StateFailed, reason: last.Error(), code: last.Code}
+		return nil, &result{state: journal.StateFailed, reason: last.Error(), code: last.Code}
 	}
-	return nil, &result{state: StateDeferred, reason: last.Error(), code: last.Code}
+	return nil, &result{state: journal.StateDeferred, reason: last.Error(), code: last.Code}
 }

@@ -12,15 +12,17 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/dnstest"
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // directMailing is a direct-mode mailing whose resolver is the fake DNS
 // and whose MX port is the fake server's.
 func directMailing(t *testing.T, f *fakeServer, d *dnstest.Server, rcpts ...string) *mailing {
 	m := newMailing(t, f.addr, rcpts...)
-	m.cfg.Mode = ModeDirect
+	m.cfg.Mode = config.ModeDirect
 	m.cfg.Relay = nil
 	m.cfg.Resolver = d.Addr
 	m.cfg.Direct.Port = f.port
@@ -54,13 +56,13 @@ func TestDirectOutcomesByDNS(t *testing.T) {
 	}
 	wantCounts(t, rep, Counts{Sent: 2, Deferred: 1, Failed: 2})
 	for addr, want := range map[string]struct {
-		state  State
+		state  journal.State
 		reason string
 	}{
-		"b@servfail.test": {StateDeferred, "SERVFAIL"},
-		"c@null.test":     {StateFailed, "domain accepts no mail (null MX, RFC 7505)"},
-		"d@nx.test":       {StateFailed, "NXDOMAIN"},
-		"a@ok.test":       {StateSent, ""},
+		"b@servfail.test": {journal.StateDeferred, "SERVFAIL"},
+		"c@null.test":     {journal.StateFailed, "domain accepts no mail (null MX, RFC 7505)"},
+		"d@nx.test":       {journal.StateFailed, "NXDOMAIN"},
+		"a@ok.test":       {journal.StateSent, ""},
 	} {
 		rec := m.record(t, addr)
 		if rec.State != want.state || !strings.Contains(rec.Reason, want.reason) {
@@ -146,7 +148,7 @@ func TestDirectOpportunisticTLSFallsBack(t *testing.T) {
 
 	// With tls = "starttls" there is no plaintext retry.
 	m2 := directMailing(t, f, d, "b@old.test")
-	m2.cfg.Direct.TLS = TLSStartTLS
+	m2.cfg.Direct.TLS = config.TLSStartTLS
 	m2.cfg.Retry.Attempts = 1
 	rep, err = m2.run(t)
 	if err != nil {
@@ -242,13 +244,13 @@ func TestDeadHostsAreTriedLast(t *testing.T) {
 func TestDirectAddressFamily(t *testing.T) {
 	for _, c := range []struct {
 		family   string
-		want     State
+		want     journal.State
 		sessions bool
 		reason   string
 	}{
-		{FamilyAny, StateSent, true, ""},
-		{FamilyIPv4, StateSent, true, ""},
-		{FamilyIPv6, StateDeferred, false, ""},
+		{config.FamilyAny, journal.StateSent, true, ""},
+		{config.FamilyIPv4, journal.StateSent, true, ""},
+		{config.FamilyIPv6, journal.StateDeferred, false, ""},
 	} {
 		t.Run(c.family, func(t *testing.T) {
 			f := newFakeServer(t, nil, false)

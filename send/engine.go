@@ -1,3 +1,7 @@
+// Package send runs a mailing: it reads the recipient list, renders
+// messages, delivers them direct-to-MX or through relays, and keeps a
+// journal so a re-run never sends twice. Its configuration is package
+// internal/config.
 package send
 
 import (
@@ -13,10 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
+	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/list"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // Options is what a run needs besides the Config.
@@ -26,7 +34,7 @@ type Options struct {
 	HTMLPath string // optional HTML part
 	// JournalPath defaults to ListPath + ".journal", next to the list.
 	JournalPath string
-	List        ListOptions
+	List        list.Options
 
 	DryRun bool // render, check and resolve; open no SMTP session
 	// NoStreaming keeps to DATA, one transaction in flight per session,
@@ -106,15 +114,15 @@ func (e *Error) Unwrap() error { return e.Err }
 // Engine runs one mailing. Make it with New, then call Run once. Drain may
 // be called from another goroutine (on SIGINT).
 type Engine struct {
-	cfg  *Config
+	cfg  *config.Config
 	opts Options
 	now  func() time.Time
 	helo string
 
-	tmpl    *Template
-	signer  *Signer
-	journal *Journal
-	stats   *ListStats
+	tmpl    *message.Template
+	signer  *message.Signer
+	journal *journal.Journal
+	stats   *list.Stats
 
 	relays   []*relayTarget
 	mx       *mxCache
@@ -158,7 +166,7 @@ type Engine struct {
 // New checks what can be checked without sending: the config (defaults
 // are filled in), the list, the template against the list's columns, the
 // DKIM key. Its errors are *Error with Setup set.
-func New(cfg *Config, opts Options) (*Engine, error) {
+func New(cfg *config.Config, opts Options) (*Engine, error) {
 	e := &Engine{cfg: cfg, opts: opts, now: opts.Now}
 	if e.now == nil {
 		e.now = time.Now
@@ -177,13 +185,13 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	}
 	e.opts.Timeouts = e.opts.Timeouts.WithDefaults()
 	setup := func(err error, hint string) (*Engine, error) {
-		var le *ListError
+		var le *list.Error
 		if hint == "" && errors.As(err, &le) {
 			hint = le.Hint
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
 	}
-	cfg.ApplyDefaults() // LoadConfig did it already; a Config made in code may not have
+	cfg.ApplyDefaults() // config.Load did it already; a Config made in code may not have
 	if err := cfg.Validate(); err != nil {
 		return setup(err, "")
 	}
@@ -198,14 +206,14 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	// The template first: the list check needs to know which fields go
 	// into header fields, where a line break makes the row bad.
 	var err error
-	if e.tmpl, err = LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
+	if e.tmpl, err = message.LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
 		return setup(err, "")
 	}
 	if err := e.tmpl.SetUnsubscribe(cfg.Unsubscribe); err != nil {
 		return setup(err, "")
 	}
 	e.opts.List.HeaderFields = e.tmpl.HeaderFields()
-	st, err := ValidateList(e.opts.ListPath, e.opts.List)
+	st, err := list.Validate(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		return setup(err, "")
 	}
@@ -214,7 +222,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		return setup(err, "the template may only use the list's columns")
 	}
 	if cfg.DKIM != nil {
-		if e.signer, err = NewSigner(cfg.DKIM); err != nil {
+		if e.signer, err = message.NewSigner(cfg.DKIM); err != nil {
 			return setup(err, "")
 		}
 	}
@@ -283,10 +291,10 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, &Error{Err: err, Setup: true}
 	}
-	e.journal, err = OpenJournal(e.opts.JournalPath, meta, e.opts.NewRun)
+	e.journal, err = journal.Open(e.opts.JournalPath, meta, e.opts.NewRun)
 	if err != nil {
 		hint := ""
-		if errors.Is(err, ErrJournalMismatch) {
+		if errors.Is(err, journal.ErrMismatch) {
 			hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
 		}
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
@@ -296,7 +304,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	defer e.closeLimits()
-	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.Open(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		e.journal.Close()
 		return nil, &Error{Err: err, Setup: true}
@@ -309,7 +317,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 	e.jobs = make(chan *job, e.cfg.Threads*maxLookahead)
 	e.retry = newRetryQueue(e.opts.RetryQueue)
 	var workers sync.WaitGroup
-	if e.cfg.Mode == ModeDirect {
+	if e.cfg.Mode == config.ModeDirect {
 		e.pool = newPool(e.sessions, e.cfg.Direct.PerDomainThreads)
 		for range e.cfg.Threads {
 			e.live.Add(1)
@@ -360,7 +368,7 @@ func (e *Engine) Run(ctx context.Context) (*Report, error) {
 
 // prepareTargets sets up relays (secrets, TLS roots) or the resolver.
 func (e *Engine) prepareTargets() error {
-	if e.cfg.Mode == ModeDirect {
+	if e.cfg.Mode == config.ModeDirect {
 		r := e.opts.Resolver
 		if r == nil {
 			var res *resolve.Resolver
@@ -416,7 +424,7 @@ func mtaSTSCacheDir(configured string) string {
 
 // feed streams the list into the workers, skipping what the journal says
 // is done. It returns at the end of the list or when the run stops.
-func (e *Engine) feed(lr *ListReader) {
+func (e *Engine) feed(lr *list.Reader) {
 	run := e.journal.Run()
 	for e.soft.Err() == nil {
 		rcpt, err := lr.Next()
@@ -441,7 +449,7 @@ func (e *Engine) feed(lr *ListReader) {
 		select {
 		case e.jobs <- j:
 		case <-e.soft.Done():
-			e.finish(j, StatePending, "")
+			e.finish(j, journal.StatePending, "")
 			return
 		}
 	}
@@ -449,7 +457,7 @@ func (e *Engine) feed(lr *ListReader) {
 
 // countRest reads the rest of the list after the run stopped, and counts
 // the outcomes the journal holds for those rows (sending nothing).
-func (e *Engine) countRest(lr *ListReader) {
+func (e *Engine) countRest(lr *list.Reader) {
 	for {
 		rcpt, err := lr.Next()
 		if err != nil {
@@ -460,7 +468,7 @@ func (e *Engine) countRest(lr *ListReader) {
 			continue
 		}
 		switch rec.State {
-		case StateSent, StateFailed, StateDeferred, StateUnknown:
+		case journal.StateSent, journal.StateFailed, journal.StateDeferred, journal.StateUnknown:
 			e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 			e.progress.count(rec.State, false)
 		}
@@ -469,9 +477,9 @@ func (e *Engine) countRest(lr *ListReader) {
 
 // resume decides what to do with a recipient the journal knows. It counts
 // the ones it leaves alone and reports whether to send.
-func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
+func (e *Engine) resume(rcpt *list.Recipient, rec *journal.Record, run uint32) bool {
 	switch rec.State {
-	case StateFailed:
+	case journal.StateFailed:
 		if e.opts.RetryFailed {
 			// Sent again on purpose (--retry-failed): the cause was mended.
 			return true
@@ -479,25 +487,25 @@ func (e *Engine) resume(rcpt *Recipient, rec *Record, run uint32) bool {
 		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 		e.progress.count(rec.State, false)
 		return false
-	case StateSent:
+	case journal.StateSent:
 		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
 		e.progress.count(rec.State, false)
 		return false
-	case StateDataSent:
+	case journal.StateDataSent:
 		if rec.Run == run {
 			return false // cannot happen: each line is read once per run
 		}
 		// The run that wrote it died between the dot and the reply.
-		rec.State = StateUnknown
+		rec.State = journal.StateUnknown
 		rec.Reason = "the previous run stopped after the final dot, before the reply (RFC 1047)"
 		e.journal.Put(rcpt.Line, *rec)
 		fallthrough
-	case StateUnknown:
+	case journal.StateUnknown:
 		if e.opts.RetryUnknown {
 			return true
 		}
-		e.tally.add(rcpt.Domain, StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
-		e.progress.count(StateUnknown, false)
+		e.tally.add(rcpt.Domain, journal.StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
+		e.progress.count(journal.StateUnknown, false)
 		return false
 	}
 	// pending, sending (the dot was never written), deferred: send now. A
@@ -536,14 +544,14 @@ func (e *Engine) take(ctx context.Context) *job {
 // journalMeta identifies the mailing: the list's digest, and a digest of
 // what shapes each message (templates, sender, DKIM) but not of how it is
 // sent (threads, rates, relays may change between runs).
-func (e *Engine) journalMeta() (JournalMeta, error) {
-	ld, err := ListDigest(e.opts.ListPath)
+func (e *Engine) journalMeta() (journal.Meta, error) {
+	ld, err := list.Digest(e.opts.ListPath)
 	if err != nil {
-		return JournalMeta{}, err
+		return journal.Meta{}, err
 	}
 	md, err := messageDigest(e.opts.TextPath, e.opts.HTMLPath, e.cfg)
 	if err != nil {
-		return JournalMeta{}, err
+		return journal.Meta{}, err
 	}
-	return JournalMeta{ListDigest: ld, MessageDigest: md}, nil
+	return journal.Meta{ListDigest: ld, MessageDigest: md}, nil
 }

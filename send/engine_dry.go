@@ -2,12 +2,14 @@ package send
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // Plan is what a dry run found: what a real run would do.
@@ -34,11 +36,11 @@ type Plan struct {
 
 // PlanRelay is one relay as a run would use it.
 type PlanRelay struct {
-	Addr    string  `json:"addr"`
-	TLS     TLSMode `json:"tls"`
-	Auth    string  `json:"auth"`
-	Threads int     `json:"threads"`
-	Rate    string  `json:"rate,omitempty"`
+	Addr    string         `json:"addr"`
+	TLS     config.TLSMode `json:"tls"`
+	Auth    string         `json:"auth"`
+	Threads int            `json:"threads"`
+	Rate    string         `json:"rate,omitempty"`
 }
 
 // maxPlanDomains caps the domains a plan names; the count is whole.
@@ -60,22 +62,22 @@ func (e *Engine) dryRun() (*Report, error) {
 		}
 		plan.Relays = append(plan.Relays, pr)
 	}
-	var jr *Journal
+	var jr *journal.Journal
 	if _, err := os.Stat(e.opts.JournalPath); err == nil && !e.opts.NewRun {
 		meta, err := e.journalMeta()
 		if err != nil {
 			return nil, &Error{Err: err, Setup: true}
 		}
-		if jr, err = OpenJournalReadOnly(e.opts.JournalPath, meta); err != nil {
+		if jr, err = journal.OpenReadOnly(e.opts.JournalPath, meta); err != nil {
 			hint := ""
-			if errors.Is(err, ErrJournalMismatch) {
+			if errors.Is(err, journal.ErrMismatch) {
 				hint = "to send this list or message as a new mailing, add --new-run (or pass another --journal)"
 			}
 			return nil, &Error{Err: err, Hint: hint, Setup: true}
 		}
 		defer jr.Close()
 	}
-	lr, err := e.stats.OpenList(e.opts.ListPath, e.opts.List)
+	lr, err := e.stats.Open(e.opts.ListPath, e.opts.List)
 	if err != nil {
 		return nil, &Error{Err: err, Setup: true}
 	}
@@ -94,15 +96,15 @@ func (e *Engine) dryRun() (*Report, error) {
 			if err != nil {
 				return nil, &Error{Err: err, Setup: true}
 			}
-			if ok && (rec.State == StateSent || rec.State == StateFailed ||
-				(rec.State == StateUnknown || rec.State == StateDataSent) && !e.opts.RetryUnknown) {
+			if ok && (rec.State == journal.StateSent || rec.State == journal.StateFailed ||
+				(rec.State == journal.StateUnknown || rec.State == journal.StateDataSent) && !e.opts.RetryUnknown) {
 				plan.AlreadyDone++
 				continue
 			}
 		}
-		if _, err := e.tmpl.Render(rcpt, RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
+		if _, err := e.tmpl.Render(rcpt, message.RenderOptions{Now: e.now(), Signer: e.signer}); err != nil {
 			plan.WouldFail++
-			e.tally.add(rcpt.Domain, StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
+			e.tally.add(rcpt.Domain, journal.StateFailed, "the message could not be made: "+err.Error(), time.Time{}, false, rcpt.Addr)
 			continue
 		}
 		if e.mx != nil {
@@ -114,7 +116,7 @@ func (e *Engine) dryRun() (*Report, error) {
 				}
 			}
 			if r := mxResult(mx, err); r != nil {
-				if r.state == StateFailed {
+				if r.state == journal.StateFailed {
 					plan.WouldFail++
 				} else {
 					plan.DNSTrouble++
@@ -124,7 +126,7 @@ func (e *Engine) dryRun() (*Report, error) {
 			}
 		}
 		plan.WouldSend++
-		e.tally.add(rcpt.Domain, StatePending, "", time.Time{}, false, "")
+		e.tally.add(rcpt.Domain, journal.StatePending, "", time.Time{}, false, "")
 	}
 	// Every limit that applies, and what the ledger says is used of it.
 	est, err := e.estimate(plan.WouldSend)
@@ -144,64 +146,4 @@ func (e *Engine) dryRun() (*Report, error) {
 	e.tally.fill(rep)
 	rep.Counts, rep.ThisRun = Counts{}, Counts{}
 	return rep, nil
-}
-
-func (p *Plan) writeText(b *strings.Builder, r *Report) {
-	fmt.Fprintf(b, "dry run: nothing was sent\n")
-	fmt.Fprintf(b, "%d recipients in %d %s", r.Recipients, p.Domains, plural(p.Domains, "domain", "domains"))
-	if r.BadRows > 0 {
-		fmt.Fprintf(b, " (%d bad rows left out)", r.BadRows)
-	}
-	b.WriteString("\n")
-	fmt.Fprintf(b, "would send %d %s", p.WouldSend, plural(p.WouldSend, "message", "messages"))
-	if p.AlreadyDone > 0 {
-		fmt.Fprintf(b, "; %d already done in the journal", p.AlreadyDone)
-	}
-	b.WriteString("\n")
-	if p.WouldFail > 0 {
-		fmt.Fprintf(b, "would fail %d (see reasons below)\n", p.WouldFail)
-	}
-	if p.DNSTrouble > 0 {
-		fmt.Fprintf(b, "%d recipients' domains could not be resolved now (would be deferred)\n", p.DNSTrouble)
-	}
-	if r.Mode == ModeDirect {
-		fmt.Fprintf(b, "mode direct: %d sessions in all", p.Threads)
-	} else {
-		fmt.Fprintf(b, "mode relay: %d sessions in all", p.Threads)
-	}
-	if p.Rate != "" {
-		fmt.Fprintf(b, ", at most %s", p.Rate)
-	}
-	b.WriteString("\n")
-	for _, rl := range p.Relays {
-		fmt.Fprintf(b, "  relay %s tls=%s auth=%s threads=%d", rl.Addr, rl.TLS, rl.Auth, rl.Threads)
-		if rl.Rate != "" {
-			fmt.Fprintf(b, " rate=%s", rl.Rate)
-		}
-		b.WriteString("\n")
-	}
-	if p.MTASTSCount > 0 {
-		more := ""
-		if p.MTASTSCount > len(p.MTASTS) {
-			more = fmt.Sprintf(" and %d more", p.MTASTSCount-len(p.MTASTS))
-		}
-		fmt.Fprintf(b, "MTA-STS enforced by %d %s (verified TLS to the MX hosts their policy names, or deferred): %s%s\n",
-			p.MTASTSCount, plural(p.MTASTSCount, "domain", "domains"), strings.Join(p.MTASTS, ", "), more)
-	}
-	if p.Estimate != nil {
-		p.Estimate.writeText(b, p.WouldSend, r.Finished)
-	}
-	if len(r.Reasons) > 0 {
-		b.WriteString("reasons:\n")
-		for _, x := range r.Reasons {
-			fmt.Fprintf(b, "  %6d %s\n", x.Count, x.Reason)
-		}
-	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }

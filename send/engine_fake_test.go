@@ -23,7 +23,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	bolt "go.etcd.io/bbolt"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // fakeServer is an in-process SMTP server on 127.0.0.1 whose replies a
@@ -268,7 +269,7 @@ func testCert(t testing.TB, dir string) (*tls.Config, string) {
 // mailing is a test mailing: a list, a template and a config in a temp dir.
 type mailing struct {
 	dir  string
-	cfg  *Config
+	cfg  *config.Config
 	opts Options
 }
 
@@ -294,10 +295,10 @@ func newMailing(t testing.TB, addr string, rcpts ...string) *mailing {
 	host, port, _ := net.SplitHostPort(addr)
 	var p int
 	fmt.Sscan(port, &p)
-	cfg := &Config{
-		Mode: ModeRelay, Threads: 2, Helo: "client.test",
-		Relay: []Relay{{Host: host, Port: p, TLS: TLSNone, Auth: "none"}},
-		Retry: Retry{Attempts: 3, Backoff: Duration(10 * time.Millisecond), MaxBackoff: Duration(40 * time.Millisecond), Within: Duration(time.Minute)},
+	cfg := &config.Config{
+		Mode: config.ModeRelay, Threads: 2, Helo: "client.test",
+		Relay: []config.Relay{{Host: host, Port: p, TLS: config.TLSNone, Auth: "none"}},
+		Retry: config.Retry{Attempts: 3, Backoff: config.Duration(10 * time.Millisecond), MaxBackoff: config.Duration(40 * time.Millisecond), Within: config.Duration(time.Minute)},
 	}
 	cfg.ApplyDefaults()
 	return &mailing{dir: dir, cfg: cfg, opts: Options{
@@ -321,7 +322,7 @@ func (m *mailing) runCtx(t testing.TB, ctx context.Context) (*Report, error) {
 }
 
 // record reads one recipient's journal record after a run.
-func (m *mailing) record(t testing.TB, addr string) Record {
+func (m *mailing) record(t testing.TB, addr string) journal.Record {
 	t.Helper()
 	rec, found := m.lookup(t, addr)
 	if !found {
@@ -331,16 +332,16 @@ func (m *mailing) record(t testing.TB, addr string) Record {
 }
 
 // lookup reads one recipient's journal record, if it has one.
-func (m *mailing) lookup(t testing.TB, addr string) (Record, bool) {
+func (m *mailing) lookup(t testing.TB, addr string) (journal.Record, bool) {
 	t.Helper()
-	j, err := bboltPeek(m.opts.ListPath + ".journal")
+	j, err := journal.Peek(m.opts.ListPath + ".journal")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	var rec Record
+	var rec journal.Record
 	found := false
-	err = j.Each(func(_ int, r Record) error {
+	err = j.Each(func(_ int, r journal.Record) error {
 		if strings.EqualFold(r.Addr, addr) {
 			rec, found = r, true
 		}
@@ -350,13 +351,4 @@ func (m *mailing) lookup(t testing.TB, addr string) (Record, bool) {
 		t.Fatalf("reading the journal: %v", err)
 	}
 	return rec, found
-}
-
-// bboltPeek opens a journal without checking what mailing it belongs to.
-func bboltPeek(path string) (*Journal, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	return &Journal{db: db}, nil
 }

@@ -12,8 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpclient"
+	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 // stageOf is how far a transaction Stream refused got: an address the
@@ -29,25 +32,25 @@ func stageOf(err error) smtpclient.Stage {
 
 // job is one recipient on its way through this run.
 type job struct {
-	rcpt *Recipient // its Line is the journal key
+	rcpt *list.Recipient // its Line is the journal key
 	// rec is the record as last written, except that from the attempt to
 	// its outcome State stays StateSending ("the dot was not written")
 	// while the journal may already say data_sent.
-	rec      Record
+	rec      journal.Record
 	tries    int // attempts in this run
 	firstTry time.Time
-	usedNow  bool   // the one immediate retry after a 452 was spent
-	target   string // what the attempt went to: a relay's host:port, or the domain (direct)
-	recorded bool   // the attempt is in the journal's queue
-	marked   bool   // ... as data_sent: the dot needs no record of its own
-	ticket   Ticket // the attempt's last record, which the waits before RCPT and the dot are for
+	usedNow  bool           // the one immediate retry after a 452 was spent
+	target   string         // what the attempt went to: a relay's host:port, or the domain (direct)
+	recorded bool           // the attempt is in the journal's queue
+	marked   bool           // ... as data_sent: the dot needs no record of its own
+	ticket   journal.Ticket // the attempt's last record, which the waits before RCPT and the dot are for
 	due      time.Time
 	index    int // in the retry heap
 }
 
 // result is what one attempt came to.
 type result struct {
-	state       State
+	state       journal.State
 	reason      string // the server's words, or what went wrong
 	code        int
 	drop        bool // close the session
@@ -77,12 +80,12 @@ func (e *Engine) judge(ctx context.Context, s *session, m, next *txn) result {
 // to its end, how far it got, and the error.
 func (e *Engine) interpret(ctx context.Context, s *session, reply string, st smtpclient.Stage, err error) result {
 	if err == nil {
-		return result{state: StateSent, reason: reply}
+		return result{state: journal.StateSent, reason: reply}
 	}
 	var je smtpclient.HookError
 	if errors.As(err, &je) {
 		e.fail(&Error{Err: je.Err, Hint: "the journal could not be written; check the disk (space, permissions)"})
-		return result{state: StatePending, interrupted: true, drop: true, journalErr: je.Err}
+		return result{state: journal.StatePending, interrupted: true, drop: true, journalErr: je.Err}
 	}
 	se := smtpclient.Classify("DATA", err)
 	res := result{reason: se.Error(), code: se.Code, drop: s.Broken(), se: se}
@@ -94,38 +97,38 @@ func (e *Engine) interpret(ctx context.Context, s *session, reply string, st smt
 	case st == smtpclient.StageDot && !se.Reply():
 		// RFC 1047: the dot went out, the reply did not come back. The
 		// server may have the message; sending again could duplicate it.
-		res.state, res.drop = StateUnknown, true
+		res.state, res.drop = journal.StateUnknown, true
 	case !se.Reply() && ctx.Err() != nil:
 		// Stopped hard before the dot: the server cannot have the message.
-		res.state, res.drop, res.interrupted = StatePending, true, true
+		res.state, res.drop, res.interrupted = journal.StatePending, true, true
 	case !se.Reply():
 		// Reset, timeout, closed: this connection is done for.
-		res.state, res.drop = StateDeferred, true
+		res.state, res.drop = journal.StateDeferred, true
 		res.stale = st == smtpclient.StageMail
-	case st == smtpclient.StageMail && se.Permanent && e.cfg.Mode != ModeDirect:
+	case st == smtpclient.StageMail && se.Permanent && e.cfg.Mode != config.ModeDirect:
 		// The relay refuses our sender (or wants a login): it would refuse
 		// every recipient the same way.
-		res.state, res.drop, res.relayFault = StatePending, true, se
+		res.state, res.drop, res.relayFault = journal.StatePending, true, se
 	case isReply && v.HoldsRecipient():
 		// Not the recipient's fault (the sender's authentication, the
 		// login, a blocklist, a quota: internal/replies): the recipient
 		// stays pending and costs nothing; the target's breaker counts it.
-		res.state, res.held = StatePending, true
+		res.state, res.held = journal.StatePending, true
 		// A temporary one may be about this session (a cap on its
 		// messages): the next try gets a fresh one.
 		res.drop = res.drop || !se.Permanent
 	case se.Code == 421:
 		// RFC 5321 §3.8: the server is closing the channel.
-		res.state, res.drop = StateDeferred, true
+		res.state, res.drop = journal.StateDeferred, true
 	case se.Code == 452 && st == smtpclient.StageRcpt:
 		// RFC 5321 §4.5.3.1.10: too many recipients. Each transaction has
 		// one (messages are personal), so the server counts per session:
 		// a new session, and at once.
-		res.state, res.drop, res.retryNow = StateDeferred, true, true
+		res.state, res.drop, res.retryNow = journal.StateDeferred, true, true
 	case !se.Permanent:
-		res.state = StateDeferred
+		res.state = journal.StateDeferred
 	default:
-		res.state = StateFailed
+		res.state = journal.StateFailed
 	}
 	return res
 }
@@ -141,10 +144,10 @@ func (e *Engine) settle(j *job, res result) {
 	case res.held:
 		e.holdBack(j, res)
 		return
-	case res.interrupted || res.state == StatePending:
+	case res.interrupted || res.state == journal.StatePending:
 		e.putBack(j)
 		return
-	case res.state == StateDeferred:
+	case res.state == journal.StateDeferred:
 		j.tries++
 		if j.firstTry.IsZero() {
 			j.firstTry = now
@@ -153,7 +156,7 @@ func (e *Engine) settle(j *job, res result) {
 		if res.retryNow && !j.usedNow {
 			delay, j.usedNow = 0, true
 		}
-		rec.State, rec.NextAt, rec.Reason = StateDeferred, now.Add(delay), res.reason
+		rec.State, rec.NextAt, rec.Reason = journal.StateDeferred, now.Add(delay), res.reason
 		e.journal.Put(j.rcpt.Line, *rec)
 		within := time.Duration(e.cfg.Retry.Within)
 		if e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts && rec.NextAt.Sub(j.firstTry) <= within &&
@@ -190,7 +193,7 @@ func (e *Engine) holdBack(j *job, res result) {
 		return
 	}
 	e.refusals.hold(j.target, res.verdict)
-	e.finish(j, StatePending, j.rec.Reason)
+	e.finish(j, journal.StatePending, j.rec.Reason)
 }
 
 // putBack returns a job the run could not try: it is recorded pending
@@ -205,22 +208,22 @@ func (e *Engine) putBack(j *job) {
 // has an outcome already.
 func (e *Engine) markPending(j *job) {
 	j.recorded, j.marked = false, false
-	if j.rec.State == StateSending {
+	if j.rec.State == journal.StateSending {
 		j.rec.Attempts--
 	}
-	if j.rec.State == StateSending || j.rec.State == StatePending {
-		j.rec.State = StatePending
+	if j.rec.State == journal.StateSending || j.rec.State == journal.StatePending {
+		j.rec.State = journal.StatePending
 		e.journal.Put(j.rcpt.Line, j.rec)
 	}
 }
 
 // finish counts j's outcome for this run and lets it go.
-func (e *Engine) finish(j *job, st State, reason string) {
+func (e *Engine) finish(j *job, st journal.State, reason string) {
 	var next time.Time
-	if st == StateDeferred {
+	if st == journal.StateDeferred {
 		next = j.rec.NextAt
 	}
-	if st != StatePending {
+	if st != journal.StatePending {
 		e.tally.add(j.rcpt.Domain, st, reason, next, j.rec.Fallback, j.rcpt.Addr)
 		e.tally.addRun(st)
 		e.progress.count(st, true)
@@ -349,7 +352,7 @@ func (h *jobHeap) Pop() any {
 // messageDigest hashes what makes the messages what they are, so that a
 // re-run with another message is refused rather than mixing two mailings
 // in one journal.
-func messageDigest(textPath, htmlPath string, cfg *Config) (string, error) {
+func messageDigest(textPath, htmlPath string, cfg *config.Config) (string, error) {
 	h := sha256.New()
 	for _, p := range []string{textPath, htmlPath} {
 		if p == "" {

@@ -5,9 +5,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 )
 
@@ -54,7 +54,7 @@ func (e *Engine) estimate(n int) (*Estimate, error) {
 	}
 	var global *limiter
 	var relays []*limiter // nil: the relay has no limit of its own
-	if e.cfg.Mode != ModeDirect {
+	if e.cfg.Mode != config.ModeDirect {
 		relays = make([]*limiter, len(e.relays))
 	}
 	for _, sp := range specs {
@@ -162,56 +162,4 @@ func (e *Engine) estimate(n int) (*Estimate, error) {
 		est.Limit = "the relays' own limits"
 	}
 	return est, nil
-}
-
-// writeText is the estimate's line of a dry run.
-func (est *Estimate) writeText(b *strings.Builder, n int, now time.Time) {
-	if est.AtOnce {
-		fmt.Fprintf(b, "time: the limits let all %d %s go at once; threads and the server's replies set the pace\n", n, plural(n, "message", "messages"))
-	} else {
-		d := time.Duration(est.Seconds * float64(time.Second))
-		fmt.Fprintf(b, "time: about %s at the least (last message %s), set by %s; threads and the server's replies can only make it longer\n",
-			aboutDuration(d), aroundTime(est.LastMessage, now), est.Limit)
-	}
-	if len(est.Used) > 0 {
-		fmt.Fprintf(b, "already used (quota ledger): %s\n", strings.Join(est.Used, ", "))
-	}
-}
-
-// aboutDuration writes d as a person would say it: "40 s", "25 min",
-// "3 h", "2 h 30 min", "2 days".
-func aboutDuration(d time.Duration) string {
-	switch {
-	case d < 90*time.Second:
-		return fmt.Sprintf("%d s", int(d.Round(time.Second)/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
-	case d < 10*time.Hour:
-		d = d.Round(10 * time.Minute)
-		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
-		if m == 0 {
-			return fmt.Sprintf("%d h", h)
-		}
-		return fmt.Sprintf("%d h %d min", h, m)
-	case d < 36*time.Hour:
-		return fmt.Sprintf("%d h", int(d.Round(time.Hour)/time.Hour))
-	}
-	days := int(d.Round(time.Hour*24) / (24 * time.Hour))
-	return fmt.Sprintf("%d days", days)
-}
-
-// aroundTime writes when t is, seen at now: "around 23:10", "tomorrow
-// around 09:14", or "on Tue 1 Dec around 09:14".
-func aroundTime(t, now time.Time) string {
-	t, now = t.Local(), now.Local()
-	clock := t.Format("15:04")
-	switch {
-	case t.Format(time.DateOnly) == now.Format(time.DateOnly):
-		return "around " + clock
-	case t.Format(time.DateOnly) == now.AddDate(0, 0, 1).Format(time.DateOnly):
-		return "tomorrow around " + clock
-	case t.Year() == now.Year():
-		return "on " + t.Format("Mon 2 Jan") + " around " + clock
-	}
-	return "on " + t.Format("Mon 2 Jan 2006") + " around " + clock
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
 )
 
 func rcpts(prefix string, n int) []string {
@@ -21,7 +23,7 @@ func rcpts(prefix string, n int) []string {
 func TestDryRunEstimateCountsTheLedger(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	quotaDir := t.TempDir()
-	hourly := Rates{{N: 10, Window: time.Hour}}
+	hourly := config.Rates{{N: 10, Window: time.Hour}}
 
 	fresh := newMailing(t, f.addr, rcpts("b", 20)...)
 	fresh.cfg.Rate, fresh.opts.QuotaDir, fresh.opts.DryRun = hourly, quotaDir, true
@@ -54,23 +56,5 @@ func TestDryRunEstimateCountsTheLedger(t *testing.T) {
 	}
 	if !slices.Contains(est.Used, "the mailing's 10/h: 4 used") {
 		t.Errorf("used %q, want the 4 of the first run", est.Used)
-	}
-}
-
-func TestAboutDuration(t *testing.T) {
-	for _, tc := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{40 * time.Second, "40 s"},
-		{25*time.Minute + 10*time.Second, "25 min"},
-		{3*time.Hour + 3*time.Second, "3 h"},
-		{2*time.Hour + 31*time.Minute, "2 h 30 min"},
-		{20 * time.Hour, "20 h"},
-		{2*24*time.Hour + 2*time.Second, "2 days"},
-	} {
-		if got := aboutDuration(tc.d); got != tc.want {
-			t.Errorf("aboutDuration(%s) = %q, want %q", tc.d, got, tc.want)
-		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/lab"
 	"github.com/mailroute/mailroute/send"
 )
@@ -240,7 +241,7 @@ func BenchmarkLabRelayLimit(b *testing.B) {
 	ideal := time.Duration(n/per-1) * window
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{RelayMsgRateLimit: per, RelayRateWindow: window})
-		m := newLabMailing(b, relayConfig(l, fmt.Sprintf("threads = 3\nrate = %q", send.Rate{N: per, Window: window}.String()), ""), addrs(n, lab.AlphaDomain, "b"))
+		m := newLabMailing(b, relayConfig(l, fmt.Sprintf("threads = 3\nrate = %q", config.Rate{N: per, Window: window}.String()), ""), addrs(n, lab.AlphaDomain, "b"))
 		rep, code, stderr := m.runFull(b, l)
 		if code != 0 || rep.Counts.Sent != n {
 			b.Fatalf("exit %d counts %+v\n%s", code, rep.Counts, stderr)

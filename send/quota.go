@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 )
 
@@ -53,7 +54,7 @@ func (e *Engine) quotaDir() (string, error) {
 // its ledger, and the rates.
 type limitSpec struct {
 	name, key string
-	rates     Rates
+	rates     config.Rates
 	relay     int // index in e.relays; -1 for the mailing's own rate
 }
 
@@ -67,7 +68,7 @@ func (e *Engine) limitSpecs() []limitSpec {
 			out = append(out, sp)
 		}
 	}
-	if e.cfg.Mode == ModeDirect {
+	if e.cfg.Mode == config.ModeDirect {
 		add(limitSpec{name: "this machine", key: "direct", rates: e.cfg.Rate, relay: -1})
 		return out
 	}

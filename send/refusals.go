@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpclient"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // A refusal that is not the recipient's fault (the sender's domain fails
@@ -176,7 +177,7 @@ func (e *Engine) counted(target string, res *result) {
 			}
 			e.opts.Notify(fmt.Sprintf("%s, %d times in a row: left alone for this run (%s)", msg, breakerAfter, res.se))
 		}
-	case res.state == StateSent:
+	case res.state == journal.StateSent:
 		e.refusals.ok(target)
 	}
 }

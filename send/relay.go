@@ -13,8 +13,10 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
 	"github.com/mailroute/mailroute/internal/smtpclient"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // relayTarget is one [[relay]] with what its workers share: how to dial,
@@ -37,7 +39,7 @@ type relayTarget struct {
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
 // so a password_cmd runs once per run, not per session) and thread shares.
-func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts) ([]*relayTarget, error) {
+func newRelayTargets(ctx context.Context, cfg *config.Config, helo string, to Timeouts) ([]*relayTarget, error) {
 	var out []*relayTarget
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
@@ -54,7 +56,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 			// "0: share of the global threads".
 			t.threads = max(1, cfg.Threads/len(cfg.Relay))
 		}
-		if r.TLS != TLSNone {
+		if r.TLS != config.TLSNone {
 			tc, err := relayTLSConfig(r)
 			if err != nil {
 				return nil, err
@@ -96,7 +98,7 @@ func newRelayTargets(ctx context.Context, cfg *Config, helo string, to Timeouts)
 
 // relayTLSConfig trusts the system roots plus ca_file and checks the
 // certificate names the configured host.
-func relayTLSConfig(r *Relay) (*tls.Config, error) {
+func relayTLSConfig(r *config.Relay) (*tls.Config, error) {
 	pool, err := smtpclient.Roots(r.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: ca_file: %w", r.Host, err)
@@ -265,13 +267,13 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 			// Another relay is up: the job goes to it, uncharged, and the
 			// journal forgets the attempt (and a data_sent taken ahead).
 			j.recorded, j.marked = false, false
-			j.rec.State = StatePending
+			j.rec.State = journal.StatePending
 			j.rec.Attempts--
 			e.journal.Put(j.rcpt.Line, j.rec)
 			if e.retry.push(j, e.now()) {
 				e.progress.retrying.Add(1)
 			} else {
-				e.finish(j, StatePending, "")
+				e.finish(j, journal.StatePending, "")
 			}
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 func addrs(n int, domain string) []string {
@@ -49,7 +51,7 @@ func TestRelaySendsAllReusingSessions(t *testing.T) {
 	if n := f.sessionCount(); n > 3 {
 		t.Errorf("%d sessions for 30 messages on 3 threads: sessions are not reused", n)
 	}
-	if rec := m.record(t, rcpts[0]); rec.State != StateSent || rec.Attempts != 1 {
+	if rec := m.record(t, rcpts[0]); rec.State != journal.StateSent || rec.Attempts != 1 {
 		t.Errorf("record = %+v", rec)
 	}
 }
@@ -107,7 +109,7 @@ func TestResetAfterDotIsUnknownNotRetried(t *testing.T) {
 	if rep.ExitCode() != 1 {
 		t.Errorf("exit code %d, want 1", rep.ExitCode())
 	}
-	if rec := m.record(t, "user2@example.test"); rec.State != StateUnknown || rec.Attempts != 1 {
+	if rec := m.record(t, "user2@example.test"); rec.State != journal.StateUnknown || rec.Attempts != 1 {
 		t.Errorf("record = %+v, want unknown after 1 attempt", rec)
 	}
 
@@ -160,7 +162,7 @@ func TestTarpitTimesOutToDeferred(t *testing.T) {
 		t.Errorf("run took %s", d)
 	}
 	rec := m.record(t, "user1@example.test")
-	if rec.State != StateDeferred || !strings.Contains(rec.Reason, "timeout") || rec.NextAt.IsZero() {
+	if rec.State != journal.StateDeferred || !strings.Contains(rec.Reason, "timeout") || rec.NextAt.IsZero() {
 		t.Errorf("record = %+v", rec)
 	}
 	if rep.NextRetry == nil {
@@ -183,7 +185,7 @@ func Test450ThenSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCounts(t, rep, Counts{Sent: 3})
-	if rec := m.record(t, "user2@example.test"); rec.State != StateSent || rec.Attempts != 2 {
+	if rec := m.record(t, "user2@example.test"); rec.State != journal.StateSent || rec.Attempts != 2 {
 		t.Errorf("record = %+v, want sent after 2 attempts", rec)
 	}
 	if n := f.sessionCount(); n != 1 {
@@ -200,9 +202,9 @@ func Test452SplitsTheTransaction(t *testing.T) {
 		return nil
 	}
 	m := newMailing(t, f.addr, addrs(2, "example.test")...)
-	m.cfg.Retry.Backoff = Duration(time.Hour) // only the immediate retry can help
-	m.cfg.Retry.MaxBackoff = Duration(time.Hour)
-	m.cfg.Retry.Within = Duration(2 * time.Hour)
+	m.cfg.Retry.Backoff = config.Duration(time.Hour) // only the immediate retry can help
+	m.cfg.Retry.MaxBackoff = config.Duration(time.Hour)
+	m.cfg.Retry.Within = config.Duration(2 * time.Hour)
 	rep, err := m.run(t)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +230,7 @@ func Test550FailsWithTheServersWords(t *testing.T) {
 	}
 	wantCounts(t, rep, Counts{Sent: 2, Failed: 1})
 	rec := m.record(t, "user2@example.test")
-	if rec.State != StateFailed || !strings.Contains(rec.Reason, "550 5.1.1 <user2@example.test>: no such user") {
+	if rec.State != journal.StateFailed || !strings.Contains(rec.Reason, "550 5.1.1 <user2@example.test>: no such user") {
 		t.Errorf("record = %+v", rec)
 	}
 	if f.rcptSeen["user2@example.test"] != 1 {
@@ -277,7 +279,7 @@ func TestRerunWithChangedListIsRefused(t *testing.T) {
 	}
 	_, err := m.run(t)
 	var se *Error
-	if !errors.As(err, &se) || !se.Setup || !errors.Is(err, ErrJournalMismatch) || !strings.Contains(se.Hint, "--new-run") {
+	if !errors.As(err, &se) || !se.Setup || !errors.Is(err, journal.ErrMismatch) || !strings.Contains(se.Hint, "--new-run") {
 		t.Fatalf("err = %v, want a setup error with a --new-run hint", err)
 	}
 	m.opts.NewRun = true
@@ -339,7 +341,7 @@ func TestKilledRunThenRerunSendsOnce(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s acknowledged %d times", r, n)
 		}
-		if rec := m.record(t, r); rec.State == StateSent && n != 1 {
+		if rec := m.record(t, r); rec.State == journal.StateSent && n != 1 {
 			t.Errorf("%s recorded sent but acknowledged %d times", r, n)
 		}
 	}
@@ -387,9 +389,9 @@ func TestTLSAndAuth(t *testing.T) {
 			m := newMailing(t, f.addr, addrs(3, "example.test")...)
 			t.Setenv("MAILROUTE_TEST_PW", "s3cret")
 			r := &m.cfg.Relay[0]
-			r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
+			r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = config.TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
 			if implicit {
-				r.TLS = TLSImplicit
+				r.TLS = config.TLSImplicit
 			}
 			rep, err := m.run(t)
 			if err != nil {
@@ -407,7 +409,7 @@ func TestBadPasswordStopsTheRun(t *testing.T) {
 	m := newMailing(t, f.addr, addrs(3, "example.test")...)
 	t.Setenv("MAILROUTE_TEST_PW", "wrong")
 	r := &m.cfg.Relay[0]
-	r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
+	r.TLS, r.Auth, r.Username, r.PasswordEnv, r.CAFile = config.TLSStartTLS, "plain", "bob", "MAILROUTE_TEST_PW", ca
 	rep, err := m.run(t)
 	var se *Error
 	if !errors.As(err, &se) || se.Setup || !strings.Contains(err.Error(), "535") {
@@ -425,7 +427,7 @@ func TestUntrustedCertificateStopsTheRun(t *testing.T) {
 	srvTLS, _ := testCert(t, t.TempDir())
 	f := newFakeServer(t, srvTLS, false)
 	m := newMailing(t, f.addr, addrs(1, "example.test")...)
-	m.cfg.Relay[0].TLS = TLSStartTLS // no ca_file: the self-signed certificate is not trusted
+	m.cfg.Relay[0].TLS = config.TLSStartTLS // no ca_file: the self-signed certificate is not trusted
 	_, err := m.run(t)
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("err = %v, want a certificate error", err)
@@ -437,7 +439,7 @@ func TestTwoRelaysShareTheWork(t *testing.T) {
 	b := newFakeServer(t, nil, false)
 	m := newMailing(t, a.addr, addrs(40, "example.test")...)
 	m.cfg.Threads = 2
-	m.cfg.Relay = append(m.cfg.Relay, Relay{Host: "127.0.0.1", Port: b.port, TLS: TLSNone, Auth: "none"})
+	m.cfg.Relay = append(m.cfg.Relay, config.Relay{Host: "127.0.0.1", Port: b.port, TLS: config.TLSNone, Auth: "none"})
 	rep, err := m.run(t)
 	if err != nil {
 		t.Fatal(err)

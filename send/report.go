@@ -2,30 +2,32 @@ package send
 
 import (
 	"cmp"
-	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
-// Report is what a run did, for people (WriteText) and programs (JSON).
+// Report is what a run did, for people (cmd/mailroute writes it as text)
+// and programs (JSON).
 // Counts cover the whole list, this run and earlier ones: a recipient sent
 // by an earlier run counts as sent.
 type Report struct {
-	Mode       Mode      `json:"mode"`
-	DryRun     bool      `json:"dry_run"`
-	Journal    string    `json:"journal,omitempty"`
-	Run        uint32    `json:"run,omitempty"` // this run's number in the journal
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-	Seconds    float64   `json:"seconds"`
-	Recipients int       `json:"recipients"` // good rows in the list
-	BadRows    int       `json:"bad_rows"`   // rows left out (--skip-bad-rows)
-	Counts     Counts    `json:"counts"`
-	ThisRun    Counts    `json:"this_run"`        // outcomes reached by this run
-	PerSecond  float64   `json:"rate_per_second"` // this run's sent messages per second
+	Mode       config.Mode `json:"mode"`
+	DryRun     bool        `json:"dry_run"`
+	Journal    string      `json:"journal,omitempty"`
+	Run        uint32      `json:"run,omitempty"` // this run's number in the journal
+	Started    time.Time   `json:"started"`
+	Finished   time.Time   `json:"finished"`
+	Seconds    float64     `json:"seconds"`
+	Recipients int         `json:"recipients"` // good rows in the list
+	BadRows    int         `json:"bad_rows"`   // rows left out (--skip-bad-rows)
+	Counts     Counts      `json:"counts"`
+	ThisRun    Counts      `json:"this_run"`        // outcomes reached by this run
+	PerSecond  float64     `json:"rate_per_second"` // this run's sent messages per second
 	// NextRetry is the earliest next_at among deferred recipients: a re-run
 	// retries them at once, but a run before this time may meet the same
 	// refusal.
@@ -63,15 +65,15 @@ type Counts struct {
 	Pending  int `json:"pending"` // not sent yet: not tried, or held back by a refusal that is not the recipient's fault
 }
 
-func (c *Counts) add(s State, n int) {
+func (c *Counts) add(s journal.State, n int) {
 	switch s {
-	case StateSent:
+	case journal.StateSent:
 		c.Sent += n
-	case StateDeferred:
+	case journal.StateDeferred:
 		c.Deferred += n
-	case StateFailed:
+	case journal.StateFailed:
 		c.Failed += n
-	case StateUnknown:
+	case journal.StateUnknown:
 		c.Unknown += n
 	default:
 		c.Pending += n
@@ -86,9 +88,9 @@ type DomainCount struct {
 
 // ReasonCount is how many recipients ended in State for the same reason.
 type ReasonCount struct {
-	State  State  `json:"state"`
-	Reason string `json:"reason"`
-	Count  int    `json:"count"`
+	State  journal.State `json:"state"`
+	Reason string        `json:"reason"`
+	Count  int           `json:"count"`
 }
 
 // ExitCode is 0 when every recipient is sent, else 1.
@@ -112,7 +114,7 @@ const (
 )
 
 type reasonKey struct {
-	state  State
+	state  journal.State
 	reason string
 }
 
@@ -138,11 +140,11 @@ func newTally() *tally {
 // add counts one recipient. thisRun says whether this run reached the
 // outcome; addr is taken out of the reason so that "550 <a@x> unknown"
 // and "550 <b@x> unknown" count together.
-func (t *tally) add(domain string, st State, reason string, next time.Time, fallback bool, addr string) {
+func (t *tally) add(domain string, st journal.State, reason string, next time.Time, fallback bool, addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.all.add(st, 1)
-	if st == StateUnknown && len(t.unknown) < maxListed && addr != "" {
+	if st == journal.StateUnknown && len(t.unknown) < maxListed && addr != "" {
 		t.unknown = append(t.unknown, addr)
 	}
 	d := t.domains[domain]
@@ -160,10 +162,10 @@ func (t *tally) add(domain string, st State, reason string, next time.Time, fall
 	if fallback {
 		t.fallbacks++
 	}
-	if st == StateDeferred && !next.IsZero() && (t.nextRetry.IsZero() || next.Before(t.nextRetry)) {
+	if st == journal.StateDeferred && !next.IsZero() && (t.nextRetry.IsZero() || next.Before(t.nextRetry)) {
 		t.nextRetry = next
 	}
-	if st == StateSent || st == StatePending {
+	if st == journal.StateSent || st == journal.StatePending {
 		return
 	}
 	if addr != "" {
@@ -176,7 +178,7 @@ func (t *tally) add(domain string, st State, reason string, next time.Time, fall
 	t.reasons[k]++
 }
 
-func (t *tally) addRun(st State) {
+func (t *tally) addRun(st journal.State) {
 	t.mu.Lock()
 	t.run.add(st, 1)
 	t.mu.Unlock()
@@ -237,105 +239,4 @@ func (e *Engine) report(start time.Time) *Report {
 	rep.Refusals = e.refusals.report()
 	rep.Streamed, rep.MaxInFlight = int(e.streamed.Load()), int(e.maxInFlight.Load())
 	return rep
-}
-
-// WriteText prints the report for people.
-func (r *Report) WriteText(w io.Writer) error {
-	var b strings.Builder
-	c := r.Counts
-	if r.Plan != nil {
-		r.Plan.writeText(&b, r)
-		_, err := io.WriteString(w, b.String())
-		return err
-	}
-	if r.Interrupted {
-		b.WriteString("interrupted: the run was stopped before the end of the list\n")
-	}
-	fmt.Fprintf(&b, "%d recipients: %d sent, %d deferred, %d failed, %d unknown", r.Recipients, c.Sent, c.Deferred, c.Failed, c.Unknown)
-	if c.Pending > 0 {
-		// Pending: not sent yet, whether never tried or held back by a
-		// refusal that was not the recipient's fault (see refusals).
-		fmt.Fprintf(&b, ", %d pending", c.Pending)
-	}
-	b.WriteString("\n")
-	t := r.ThisRun
-	took := time.Duration(r.Seconds * float64(time.Second))
-	if took >= time.Second {
-		took = took.Round(time.Second / 10)
-	} else {
-		took = took.Round(time.Millisecond)
-	}
-	fmt.Fprintf(&b, "this run: %d sent, %d deferred, %d failed, %d unknown in %s (%.1f msg/s)\n",
-		t.Sent, t.Deferred, t.Failed, t.Unknown, took, r.PerSecond)
-	if r.BadRows > 0 {
-		fmt.Fprintf(&b, "%d bad rows left out of the list\n", r.BadRows)
-	}
-	if r.TLSFallbacks > 0 {
-		fmt.Fprintf(&b, "%d recipients sent in plaintext after a failed TLS handshake (opportunistic TLS)\n", r.TLSFallbacks)
-	}
-	for _, u := range r.MTASTSUnread {
-		fmt.Fprintf(&b, "MTA-STS policy not readable, mail sent as without it: %s\n", u)
-	}
-	if len(r.Domains) > 1 {
-		b.WriteString("\nby domain:\n")
-		for _, d := range r.Domains {
-			fmt.Fprintf(&b, "  %-30s sent %d, deferred %d, failed %d, unknown %d\n", d.Domain, d.Sent, d.Deferred, d.Failed, d.Unknown)
-		}
-	}
-	if len(r.Refusals) > 0 {
-		b.WriteString("\nrefusals:\n")
-		for _, x := range r.Refusals {
-			who := x.Target
-			if x.Provider != "" {
-				who = x.Provider + " (" + x.Target + ")"
-			}
-			fmt.Fprintf(&b, "  %6d × %s: %s [%s]\n", x.Count, who, x.Words, x.Fault)
-			if x.Paused {
-				fmt.Fprintf(&b, "         left alone for the rest of the run; %d recipients held back, still pending\n", x.Held)
-			} else if x.Held > 0 {
-				fmt.Fprintf(&b, "         %d recipients held back, still pending\n", x.Held)
-			}
-			if x.Fix != "" {
-				fmt.Fprintf(&b, "         fix: %s\n", x.Fix)
-			}
-			fmt.Fprintf(&b, "         e.g. %s\n", x.Example)
-		}
-	}
-	if len(r.Reasons) > 0 {
-		b.WriteString("\ntop reasons:\n")
-		for _, x := range r.Reasons {
-			fmt.Fprintf(&b, "  %6d %-8s %s\n", x.Count, x.State, x.Reason)
-		}
-	}
-	if c.Deferred+c.Unknown+c.Pending > 0 {
-		b.WriteString("\n")
-	}
-	if c.Deferred+c.Pending > 0 {
-		var what []string
-		if c.Deferred > 0 {
-			what = append(what, fmt.Sprintf("%d deferred", c.Deferred))
-		}
-		if c.Pending > 0 {
-			what = append(what, fmt.Sprintf("%d pending", c.Pending))
-		}
-		fmt.Fprintf(&b, "run the same command again to send to the %s", strings.Join(what, " and "))
-		if r.NextRetry != nil && r.NextRetry.After(r.Finished) {
-			fmt.Fprintf(&b, " (servers asked to wait: best after %s)", r.NextRetry.Local().Format("15:04:05"))
-		}
-		b.WriteString("; sent and failed ones are not sent again\n")
-	}
-	if c.Unknown > 0 {
-		fmt.Fprintf(&b, "%d recipients may or may not have the message (connection lost after the final dot, RFC 1047); add --retry-unknown to send to them again\n", c.Unknown)
-		for _, a := range r.UnknownRecipients {
-			fmt.Fprintf(&b, "  unknown: %s\n", a)
-		}
-		if c.Unknown > len(r.UnknownRecipients) {
-			fmt.Fprintf(&b, "  … and %d more (the journal has them all)\n", c.Unknown-len(r.UnknownRecipients))
-		}
-	}
-	if r.Journal != "" {
-		fmt.Fprintf(&b, "journal: %s\n", r.Journal)
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }

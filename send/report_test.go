@@ -2,22 +2,26 @@ package send
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailroute/mailroute/send/journal"
 	"github.com/miekg/dns"
 )
 
-func TestReportTextAndJSON(t *testing.T) {
+// The tally fills the report that cmd/mailroute writes as text
+// (TestReportText there) and as JSON.
+func TestReportJSON(t *testing.T) {
 	ta := newTally()
 	next := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	ta.add("a.test", StateSent, "250 ok", time.Time{}, false, "x@a.test")
-	ta.addRun(StateSent)
-	ta.add("a.test", StateFailed, "RCPT: 550 5.1.1 <y@a.test>: no such user", time.Time{}, false, "y@a.test")
-	ta.add("b.test", StateFailed, "RCPT: 550 5.1.1 <z@b.test>: no such user", time.Time{}, false, "z@b.test")
-	ta.add("b.test", StateDeferred, "RCPT: 451 4.7.1 greylisted", next, false, "w@b.test")
-	ta.add("b.test", StateUnknown, "DATA: the server closed the connection", time.Time{}, false, "v@b.test")
+	ta.add("a.test", journal.StateSent, "250 ok", time.Time{}, false, "x@a.test")
+	ta.addRun(journal.StateSent)
+	ta.add("a.test", journal.StateFailed, "RCPT: 550 5.1.1 <y@a.test>: no such user", time.Time{}, false, "y@a.test")
+	ta.add("b.test", journal.StateFailed, "RCPT: 550 5.1.1 <z@b.test>: no such user", time.Time{}, false, "z@b.test")
+	ta.add("b.test", journal.StateDeferred, "RCPT: 451 4.7.1 greylisted", next, false, "w@b.test")
+	ta.add("b.test", journal.StateUnknown, "DATA: the server closed the connection", time.Time{}, false, "v@b.test")
 	rep := &Report{Recipients: 6, Journal: "list.csv.journal", Finished: next.Add(-time.Hour)}
 	ta.fill(rep)
 	rep.Counts.Pending = 1
@@ -26,22 +30,6 @@ func TestReportTextAndJSON(t *testing.T) {
 	}
 	if len(rep.Reasons) == 0 || rep.Reasons[0].Count != 2 || !strings.Contains(rep.Reasons[0].Reason, "<recipient>: no such user") {
 		t.Errorf("reasons: %+v", rep.Reasons)
-	}
-	var b strings.Builder
-	if err := rep.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	out := b.String()
-	for _, want := range []string{
-		"6 recipients: 1 sent, 1 deferred, 2 failed, 1 unknown, 1 pending",
-		"run the same command again to send to the 1 deferred and 1 pending",
-		"best after",
-		"add --retry-unknown",
-		"journal: list.csv.journal",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("text report lacks %q:\n%s", want, out)
-		}
 	}
 	js, err := json.Marshal(rep)
 	if err != nil {
@@ -56,7 +44,7 @@ func TestTallyIsBounded(t *testing.T) {
 	ta := newTally()
 	for i := range maxTallyDomains + 100 {
 		d := itoa(i) + ".test"
-		ta.add(d, StateFailed, "550 reason "+d, time.Time{}, false, "")
+		ta.add(d, journal.StateFailed, "550 reason "+d, time.Time{}, false, "")
 	}
 	if len(ta.domains) > maxTallyDomains+1 || len(ta.reasons) > maxTallyReasons+1 {
 		t.Errorf("tally grew: %d domains, %d reasons", len(ta.domains), len(ta.reasons))
@@ -85,9 +73,7 @@ func TestDryRunDirect(t *testing.T) {
 	if f.sessionCount() != 0 {
 		t.Error("a dry run connected to the MX")
 	}
-	var b strings.Builder
-	rep.WriteText(&b)
-	if !strings.Contains(b.String(), "dry run: nothing was sent") || !strings.Contains(b.String(), "null MX") {
-		t.Errorf("text:\n%s", b.String())
+	if !slices.ContainsFunc(rep.Reasons, func(x ReasonCount) bool { return strings.Contains(x.Reason, "null MX") }) {
+		t.Errorf("reasons %+v lack the null MX", rep.Reasons)
 	}
 }

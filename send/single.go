@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // Single is one message to one address, for a test before a mailing (the
@@ -27,7 +30,7 @@ type Single struct {
 // SingleResult is what became of a Single.
 type SingleResult struct {
 	// State is StateSent, StateDeferred, StateFailed or StateUnknown.
-	State State
+	State journal.State
 	// Reply is the server's words: its acceptance line when sent, its
 	// refusal (or what went wrong) otherwise.
 	Reply   string
@@ -44,9 +47,9 @@ type SingleResult struct {
 // holding the password in memory sets Relay.Password on a copy. Errors are
 // *Error, as from New and Engine.Run: setup errors (nothing was sent) and
 // run errors such as a refused login.
-func SendSingle(ctx context.Context, cfg *Config, m Single) (*SingleResult, error) {
+func SendSingle(ctx context.Context, cfg *config.Config, m Single) (*SingleResult, error) {
 	c := *cfg
-	c.Relay = append([]Relay(nil), cfg.Relay...)
+	c.Relay = append([]config.Relay(nil), cfg.Relay...)
 	c.Threads, c.Rate = 1, nil
 	for i := range c.Relay {
 		c.Relay[i].Threads, c.Relay[i].Rate = 0, nil
@@ -71,33 +74,33 @@ func SendSingle(ctx context.Context, cfg *Config, m Single) (*SingleResult, erro
 	if err != nil {
 		return nil, err
 	}
-	res := &SingleResult{State: StatePending, Elapsed: time.Since(start)}
+	res := &SingleResult{State: journal.StatePending, Elapsed: time.Since(start)}
 	meta, err := e.journalMeta()
 	if err != nil {
 		return nil, &Error{Err: err}
 	}
-	j, err := OpenJournalReadOnly(e.opts.JournalPath, meta)
+	j, err := journal.OpenReadOnly(e.opts.JournalPath, meta)
 	if err != nil {
 		return nil, &Error{Err: err}
 	}
 	defer j.Close()
-	err = j.Each(func(_ int, rec Record) error {
+	err = j.Each(func(_ int, rec journal.Record) error {
 		res.State, res.Reply = rec.State, rec.Reason
 		return nil
 	})
 	if err != nil {
 		return nil, &Error{Err: err}
 	}
-	if res.State == StatePending && res.Reply != "" && len(rep.Refusals) > 0 {
+	if res.State == journal.StatePending && res.Reply != "" && len(rep.Refusals) > 0 {
 		// Held back by a refusal that is not the recipient's fault: for
 		// one message that is its outcome, with the server's words.
-		res.State = StateDeferred
+		res.State = journal.StateDeferred
 		if rep.Refusals[0].Code >= 500 {
-			res.State = StateFailed
+			res.State = journal.StateFailed
 		}
 		return res, nil
 	}
-	if res.State == StatePending || res.State == StateSending {
+	if res.State == journal.StatePending || res.State == journal.StateSending {
 		// Not tried to the end: the run was stopped.
 		why := "the send was stopped before the server answered"
 		if rep.Error != "" {

@@ -11,15 +11,17 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // singleConfig is a relay config for the fake server at addr.
-func singleConfig(addr string) *Config {
+func singleConfig(addr string) *config.Config {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	cfg := &Config{Mode: ModeRelay, Threads: 4, Helo: "client.test", Rate: Rates{{N: 1, Window: time.Hour}},
-		Relay: []Relay{{Host: host, Port: p, TLS: TLSNone, Auth: "none"}},
-		Retry: Retry{Attempts: 5, Backoff: Duration(time.Hour), MaxBackoff: Duration(2 * time.Hour)}}
+	cfg := &config.Config{Mode: config.ModeRelay, Threads: 4, Helo: "client.test", Rate: config.Rates{{N: 1, Window: time.Hour}},
+		Relay: []config.Relay{{Host: host, Port: p, TLS: config.TLSNone, Auth: "none"}},
+		Retry: config.Retry{Attempts: 5, Backoff: config.Duration(time.Hour), MaxBackoff: config.Duration(2 * time.Hour)}}
 	cfg.ApplyDefaults()
 	return cfg
 }
@@ -30,17 +32,17 @@ func TestSendSingleOutcomes(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		onData func(c *smtp.Conn, to string, n int) error
-		want   State
+		want   journal.State
 		words  string
 	}{
-		{"sent", nil, StateSent, "OK: queued"},
+		{"sent", nil, journal.StateSent, "OK: queued"},
 		{"refused", func(*smtp.Conn, string, int) error {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy says no"}
-		}, StateFailed, "550 5.7.1 policy says no"},
+		}, journal.StateFailed, "550 5.7.1 policy says no"},
 		// One attempt: a 4xx is reported at once, not retried for an hour.
 		{"deferred", func(*smtp.Conn, string, int) error {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-		}, StateDeferred, "451 4.3.0 try later"},
+		}, journal.StateDeferred, "451 4.3.0 try later"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFakeServer(t, nil, false)
@@ -83,7 +85,7 @@ func TestSendSingleMessage(t *testing.T) {
 	defer srv.Close()
 	res, err := SendSingle(context.Background(), singleConfig(ln.Addr().String()),
 		Single{From: "me@example.test", To: "you@example.test", Subject: "mailroute test", Text: "a {{ b }} c\n", Timeouts: fastTimeouts})
-	if err != nil || res.State != StateSent {
+	if err != nil || res.State != journal.StateSent {
 		t.Fatalf("%v %+v", err, res)
 	}
 	for _, want := range []string{"From: <me@example.test>", "Subject: mailroute test", "To: <you@example.test>", "a {{ b }} c"} {
@@ -113,9 +115,9 @@ func TestSendSingleLogin(t *testing.T) {
 	f.users = map[string]string{"bob": "s3cret"}
 	cfg := singleConfig(f.addr)
 	r := &cfg.Relay[0]
-	r.TLS, r.Auth, r.Username, r.CAFile, r.Password = TLSImplicit, "plain", "bob", ca, "s3cret"
+	r.TLS, r.Auth, r.Username, r.CAFile, r.Password = config.TLSImplicit, "plain", "bob", ca, "s3cret"
 	res, err := SendSingle(context.Background(), cfg, Single{From: "bob@example.test", To: "bob@example.test", Subject: "t", Text: "x\n", Timeouts: fastTimeouts})
-	if err != nil || res.State != StateSent || f.ackedFor("bob@example.test") != 1 {
+	if err != nil || res.State != journal.StateSent || f.ackedFor("bob@example.test") != 1 {
 		t.Fatalf("%v %+v", err, res)
 	}
 	r.Password = "wrong"

@@ -3,6 +3,8 @@ package send
 import (
 	"context"
 	"time"
+
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // Streaming to a relay: several transactions in flight per session.
@@ -82,7 +84,7 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 	// and be on disk first (the hooks wait for it).
 	add := func(sl *slot, j *job) bool {
 		if !j.marked {
-			e.record(j, StateDataSent)
+			e.record(j, journal.StateDataSent)
 		}
 		if err := s.Stream(&sl.msg); err != nil {
 			res := e.interpret(ctx, s, "", stageOf(err), err)
@@ -146,7 +148,7 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 			// on; nothing of this transaction was delivered.
 			t.noBDAT.Store(true)
 			w.ahead = append([]*job{j}, w.ahead...)
-		case dropped && res.se != nil && res.se.Reply() && res.state != StateSent:
+		case dropped && res.se != nil && res.se.Reply() && res.state != journal.StateSent:
 			w.ahead = append([]*job{j}, w.ahead...)
 		default:
 			e.afterRelay(t, w, j, res)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // maxLookahead caps how many recipients a worker takes ahead of the one
@@ -90,7 +93,7 @@ func (e *Engine) newSlot() *slot {
 	// for a message never sent, the safe side of the line.
 	sl.msg.AfterRcpt = func() {
 		if !sl.j.marked {
-			e.record(sl.j, StateDataSent)
+			e.record(sl.j, journal.StateDataSent)
 		}
 	}
 	return sl
@@ -132,7 +135,7 @@ func (w *worker) takeAhead() {
 	for len(w.ahead) < want && w.e.soft.Err() == nil {
 		select {
 		case n := <-w.e.jobs:
-			w.e.record(n, StateDataSent)
+			w.e.record(n, journal.StateDataSent)
 			w.ahead = append(w.ahead, n)
 		default:
 			return
@@ -191,16 +194,16 @@ func (w *worker) next() *txn {
 // record queues j's attempt: the "sending" record, or data_sent when the
 // final dot may follow before another record is written. In memory the
 // state is StateSending either way, until the outcome.
-func (e *Engine) record(j *job, st State) {
+func (e *Engine) record(j *job, st journal.State) {
 	if !j.recorded {
-		j.rec.State = StateSending
+		j.rec.State = journal.StateSending
 		j.rec.Attempts++
 		j.recorded = true
 	}
 	rec := j.rec
 	rec.State = st
 	j.ticket = e.journal.Put(j.rcpt.Line, rec)
-	j.marked = st == StateDataSent
+	j.marked = st == journal.StateDataSent
 }
 
 // prepare makes j's transaction ready (it may be already, from next),
@@ -215,7 +218,7 @@ func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
 	}
 	w.nxt.j = nil
 	if !j.recorded {
-		e.record(j, StateSending)
+		e.record(j, journal.StateSending)
 	}
 	w.takeAhead()
 	return &w.cur.msg, nil
@@ -224,9 +227,9 @@ func (e *Engine) prepare(w *worker, j *job) (*txn, *result) {
 // render makes j's message in sl.
 func (e *Engine) render(sl *slot, j *job) *result {
 	sl.j = nil
-	r, err := e.tmpl.Render(j.rcpt, RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
+	r, err := e.tmpl.Render(j.rcpt, message.RenderOptions{Now: e.now(), Signer: e.signer, Buf: sl.buf})
 	if err != nil {
-		return &result{state: StateFailed, reason: "the message could not be made: " + err.Error()}
+		return &result{state: journal.StateFailed, reason: "the message could not be made: " + err.Error()}
 	}
 	from := e.cfg.From
 	if from == "" {

@@ -21,8 +21,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // adviseFlagsOnly are advise's flags beyond the probe's; the wizard has
@@ -169,7 +169,7 @@ func (a *adviseArgs) secretFromSource(c *cli.Context, relayHost string) (secret 
 		}
 		return v, true, nil
 	case a.passCmd != "":
-		r := send.Relay{Host: relayHost, PasswordCmd: a.passCmd}
+		r := config.Relay{Host: relayHost, PasswordCmd: a.passCmd}
 		v, err := r.Secret(c.Context)
 		if err != nil {
 			return "", false, usage(err, "run the command yourself: its first line of output must be the password")
@@ -353,7 +353,7 @@ func measure(ctx context.Context, w io.Writer, p *probe.Prober, end *probe.Endpo
 // system, so the final step is atomic), mode 0600 from the start because it
 // may name a password source, synced, then linked (refusing to replace an
 // existing file) or, with force, renamed over the target.
-func writeConfigFile(path string, cfg *send.Config, header []string, force bool) error {
+func writeConfigFile(path string, cfg *config.Config, header []string, force bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -363,7 +363,7 @@ func writeConfigFile(path string, cfg *send.Config, header []string, force bool)
 	defer os.Remove(tmp) // a no-op once renamed; the leftover name after a link
 	err = f.Chmod(0o600)
 	if err == nil {
-		err = send.WriteConfig(f, cfg, header)
+		err = config.Write(f, cfg, header)
 	}
 	if err == nil {
 		err = f.Sync()

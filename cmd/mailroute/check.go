@@ -14,9 +14,11 @@ import (
 
 	"github.com/mailroute/mailroute/advisor"
 	"github.com/mailroute/mailroute/internal/auth"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/send/list"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 func checkCommand() *cli.Command {
@@ -58,14 +60,14 @@ type checkDoc struct {
 }
 
 type checkPlanDoc struct {
-	Mode      send.Mode `json:"mode"`
-	Envelope  string    `json:"envelope_from"`
-	From      string    `json:"from"`
-	Addrs     []string  `json:"sending_addrs,omitempty"`
-	AddrsFrom string    `json:"sending_addrs_from,omitempty"`
-	Relay     string    `json:"relay,omitempty"`
-	Provider  string    `json:"provider,omitempty"`
-	Resolver  string    `json:"resolver"`
+	Mode      config.Mode `json:"mode"`
+	Envelope  string      `json:"envelope_from"`
+	From      string      `json:"from"`
+	Addrs     []string    `json:"sending_addrs,omitempty"`
+	AddrsFrom string      `json:"sending_addrs_from,omitempty"`
+	Relay     string      `json:"relay,omitempty"`
+	Provider  string      `json:"provider,omitempty"`
+	Resolver  string      `json:"resolver"`
 }
 
 func runCheck(c *cli.Context) error {
@@ -83,7 +85,7 @@ func runCheck(c *cli.Context) error {
 	if c.Duration("timeout") <= 0 {
 		return usage(fmt.Errorf("--timeout %s: must be positive", c.Duration("timeout")), "")
 	}
-	cfg, warnings, err := send.LoadConfig(c.String("config"))
+	cfg, warnings, err := config.Load(c.String("config"))
 	if err != nil {
 		return configProblem(err)
 	}
@@ -129,10 +131,10 @@ func runCheck(c *cli.Context) error {
 // authCheck judges a loaded mailing: SPF, DKIM and DMARC, and the bulk
 // rules when it has a list. DNS gets timeout per group of look-ups. Shared
 // by check and send --dry-run.
-func authCheck(ctx context.Context, cfg *send.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
+func authCheck(ctx context.Context, cfg *config.Config, mailing *mailing, res *resolve.Resolver, sendingIPs []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) (*checkDoc, error) {
 	plan := &advisor.AuthPlan{Mode: cfg.Mode, Envelope: mailing.envelope, From: mailing.from, DKIM: cfg.DKIM}
 	if cfg.DKIM != nil {
-		signer, err := send.NewSigner(cfg.DKIM)
+		signer, err := message.NewSigner(cfg.DKIM)
 		if err != nil {
 			return nil, configProblem(err)
 		}
@@ -190,10 +192,10 @@ func parseSendingIPs(vs []string) ([]netip.Addr, error) {
 // addresses in relay mode (and its catalog entry), this machine's public
 // address in direct mode (--sending-ip, else a DNS echo service as probe
 // --identity asks).
-func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *send.Config, plan *advisor.AuthPlan, given []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) {
+func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *config.Config, plan *advisor.AuthPlan, given []netip.Addr, echo probe.IdentityOptions, timeout time.Duration) {
 	if len(given) > 0 {
 		plan.Addrs, plan.AddrsFrom = given, "--sending-ip"
-		if cfg.Mode == send.ModeRelay && len(cfg.Relay) > 0 {
+		if cfg.Mode == config.ModeRelay && len(cfg.Relay) > 0 {
 			plan.RelayHost = cfg.Relay[0].Host
 			if m := advisor.Find(plan.RelayHost, "", nil); m != nil {
 				plan.Provider = m.Provider
@@ -201,7 +203,7 @@ func sendingAddrs(ctx context.Context, res *resolve.Resolver, cfg *send.Config, 
 		}
 		return
 	}
-	if cfg.Mode == send.ModeRelay {
+	if cfg.Mode == config.ModeRelay {
 		if len(cfg.Relay) == 0 {
 			return
 		}
@@ -293,8 +295,8 @@ type mailing struct {
 // readMailing renders the message for the list's first recipient (or a
 // sample without a list) to learn its From and headers, and counts the
 // list's recipients by domain.
-func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing, error) {
-	tmpl, err := send.LoadTemplate(message, "")
+func readMailing(cfg *config.Config, messagePath, listPath, emailColumn string) (*mailing, error) {
+	tmpl, err := message.LoadTemplate(messagePath, "")
 	if err != nil {
 		return nil, usage(fmt.Errorf("--message: %w", err), "the message is header fields (From and Subject at least), an empty line, and the body")
 	}
@@ -302,9 +304,9 @@ func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing,
 		return nil, configProblem(err)
 	}
 	m := &mailing{}
-	rcpt := &send.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
-	if list != "" {
-		lc, first, header, err := countList(list, send.ListOptions{EmailColumn: emailColumn, SkipBadRows: true})
+	rcpt := &list.Recipient{Email: "user@example.com", Addr: "user@example.com", Domain: "example.com", Fields: map[string]string{}}
+	if listPath != "" {
+		lc, first, header, err := countList(listPath, list.Options{EmailColumn: emailColumn, SkipBadRows: true})
 		if err != nil {
 			return nil, configProblem(err)
 		}
@@ -313,17 +315,17 @@ func readMailing(cfg *send.Config, message, list, emailColumn string) (*mailing,
 		}
 		m.list, rcpt = lc, first
 	}
-	r, err := tmpl.Render(rcpt, send.RenderOptions{})
+	r, err := tmpl.Render(rcpt, message.RenderOptions{})
 	if err != nil {
 		hint := ""
-		if list == "" {
+		if listPath == "" {
 			hint = "the message uses merge fields: give the list with --list"
 		}
-		return nil, usage(fmt.Errorf("rendering %s: %w", message, err), hint)
+		return nil, usage(fmt.Errorf("rendering %s: %w", messagePath, err), hint)
 	}
 	m.from = r.From
 	m.envelope = firstNonEmpty(cfg.From, r.From)
-	m.unsubscribe = send.HasOneClick(r.Data)
+	m.unsubscribe = message.HasOneClick(r.Data)
 	return m, nil
 }
 
@@ -333,14 +335,14 @@ type listCounts struct {
 	Domains map[string]int
 }
 
-func countList(path string, opt send.ListOptions) (*listCounts, *send.Recipient, []string, error) {
-	lr, err := send.OpenList(path, opt)
+func countList(path string, opt list.Options) (*listCounts, *list.Recipient, []string, error) {
+	lr, err := list.Open(path, opt)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer lr.Close()
 	lc := &listCounts{Domains: map[string]int{}}
-	var first *send.Recipient
+	var first *list.Recipient
 	for {
 		r, err := lr.Next()
 		if err != nil {
@@ -356,7 +358,7 @@ func countList(path string, opt send.ListOptions) (*listCounts, *send.Recipient,
 		lc.Domains[r.Domain]++
 	}
 	if first == nil {
-		return nil, nil, nil, &send.ListError{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
+		return nil, nil, nil, &list.Error{File: path, Message: "no recipients", Hint: "the list needs a header row and at least one row with an address"}
 	}
 	return lc, first, lr.Header(), nil
 }

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // maxMXLookups caps the recipient domains whose MX check looks up to find
@@ -24,7 +24,7 @@ const maxMXLookups = 50
 
 // bulkFindings counts the list per receiving provider and applies their
 // bulk-sender rules.
-func bulkFindings(ctx context.Context, res *resolve.Resolver, cfg *send.Config, plan *advisor.AuthPlan, facts *advisor.AuthFacts, m *mailing, o advisor.Outcome) []advisor.CheckFinding {
+func bulkFindings(ctx context.Context, res *resolve.Resolver, cfg *config.Config, plan *advisor.AuthPlan, facts *advisor.AuthFacts, m *mailing, o advisor.Outcome) []advisor.CheckFinding {
 	counts := map[string]advisor.BulkCount{}
 	type dc struct {
 		domain string
@@ -41,7 +41,7 @@ func bulkFindings(ctx context.Context, res *resolve.Resolver, cfg *send.Config, 
 		others = append(others, dc{d, n})
 	}
 	slices.SortFunc(others, func(a, b dc) int { return cmp.Or(b.n-a.n, strings.Compare(a.domain, b.domain)) })
-	bp := advisor.BulkPlan{OneClick: m.unsubscribe, Direct: cfg.Mode == send.ModeDirect}
+	bp := advisor.BulkPlan{OneClick: m.unsubscribe, Direct: cfg.Mode == config.ModeDirect}
 	if len(others) > maxMXLookups {
 		for _, x := range others[maxMXLookups:] {
 			bp.Unclassified++
@@ -74,9 +74,9 @@ func bulkFindings(ctx context.Context, res *resolve.Resolver, cfg *send.Config, 
 	}
 
 	switch {
-	case cfg.Mode == send.ModeRelay:
-		bp.TLS, bp.TLSOK = "the relay's own delivery (check can't see it); mailroute to the relay: "+string(cfg.Relay[0].TLS), cfg.Relay[0].TLS != send.TLSNone
-	case cfg.Direct.TLS == send.TLSNone:
+	case cfg.Mode == config.ModeRelay:
+		bp.TLS, bp.TLSOK = "the relay's own delivery (check can't see it); mailroute to the relay: "+string(cfg.Relay[0].TLS), cfg.Relay[0].TLS != config.TLSNone
+	case cfg.Direct.TLS == config.TLSNone:
 		bp.TLS = "direct.tls = \"none\": never"
 	default:
 		bp.TLS, bp.TLSOK = "direct.tls = \""+string(cfg.Direct.TLS)+"\" (the large providers offer STARTTLS)", true
@@ -116,7 +116,7 @@ func printCheck(w io.Writer, d *checkDoc) {
 	fmt.Fprintf(w, "Checking the mailing as receivers will judge it\n")
 	fmt.Fprintf(w, "  envelope sender %s (SPF), From %s (DMARC)\n", p.Envelope, p.From)
 	route := "direct to each recipient's MX"
-	if p.Mode == send.ModeRelay {
+	if p.Mode == config.ModeRelay {
 		route = "through the relay " + p.Relay
 		if p.Provider != "" {
 			route += " (" + p.Provider + ")"
@@ -162,7 +162,7 @@ const dryRunTimeout = 2 * time.Second
 
 // dryRunCheck is the one line send --dry-run prints: each finding's verdict
 // and the check command that explains them.
-func dryRunCheck(ctx context.Context, cfg *send.Config, configPath, message, list, emailColumn string) string {
+func dryRunCheck(ctx context.Context, cfg *config.Config, configPath, message, list, emailColumn string) string {
 	cmd := "mailroute check --config " + configPath + " --message " + message + " --list " + list
 	mailing, err := readMailing(cfg, message, list, emailColumn)
 	if err != nil {
@@ -202,7 +202,7 @@ func adviceAuth(ctx context.Context, p *probe.Prober, rec *advisor.Recommendatio
 		return nil
 	}
 	var ips []netip.Addr
-	if rec.Config.Mode == send.ModeDirect && rep.Identity != nil {
+	if rec.Config.Mode == config.ModeDirect && rep.Identity != nil {
 		if a, err := netip.ParseAddr(rep.Identity.PublicIP); err == nil {
 			ips = []netip.Addr{a}
 		}

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/urfave/cli/v2"
-
-	"github.com/mailroute/mailroute/send"
 )
 
 func configCommand() *cli.Command {
@@ -79,7 +78,7 @@ func runConfigCheck(c *cli.Context) error {
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	// Every problem in one run: the file's, then each password source of
 	// what could be read of it.
-	cfg, warnings, err := send.CheckConfig(path)
+	cfg, warnings, err := config.Check(path)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "mailroute: warning: %s: %s\n", path, w)
 	}
@@ -112,7 +111,7 @@ func runConfigCheck(c *cli.Context) error {
 	return nil
 }
 
-func secretHint(r *send.Relay) string {
+func secretHint(r *config.Relay) string {
 	switch {
 	case r.PasswordEnv != "":
 		return fmt.Sprintf("export %s before sending (the password itself stays out of the file)", r.PasswordEnv)
@@ -131,7 +130,7 @@ func printConfigErrors(w io.Writer, err error) {
 	}
 	for _, e := range errs {
 		fmt.Fprintf(w, "mailroute: error: %s\n", e)
-		var ce *send.ConfigError
+		var ce *config.Error
 		if errors.As(e, &ce) {
 			if ce.Snippet != "" {
 				for _, l := range strings.Split(ce.Snippet, "\n") {
@@ -146,7 +145,7 @@ func printConfigErrors(w io.Writer, err error) {
 }
 
 // describeConfig is a good config in one line, so "ok" says what it means.
-func describeConfig(cfg *send.Config) string {
+func describeConfig(cfg *config.Config) string {
 	parts := []string{fmt.Sprintf("mode %s", cfg.Mode), fmt.Sprintf("%d threads", cfg.Threads)}
 	if !cfg.Rate.IsZero() {
 		parts = append(parts, "rate "+cfg.Rate.String())
@@ -172,7 +171,7 @@ func runConfigDescribe(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", c.Args().First()), "config describe takes no arguments")
 	}
-	fields := send.DescribeFields()
+	fields := config.DescribeFields()
 	w := c.App.Writer
 	if c.Bool("json") {
 		type field struct {

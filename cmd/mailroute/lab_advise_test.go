@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/lab"
 	"github.com/mailroute/mailroute/probe"
-	"github.com/mailroute/mailroute/send"
 )
 
 // The lab tests run the real mailroute binary inside the lab namespace,
@@ -115,7 +115,7 @@ func TestLabAdviseMeasuredRelay(t *testing.T) {
 	}
 
 	rec := doc.Recommendation
-	if !rec.OK || rec.Mode != send.ModeRelay || rec.Relay == nil || (rec.Relay.Port != 465 && rec.Relay.Port != 587) {
+	if !rec.OK || rec.Mode != config.ModeRelay || rec.Relay == nil || (rec.Relay.Port != 465 && rec.Relay.Port != 587) {
 		t.Fatalf("recommendation %+v relay %+v", rec, rec.Relay)
 	}
 	if rec.Threads.Value < 1 || rec.Threads.Value > labSessions || rec.Threads.Source != "measured" {
@@ -177,7 +177,7 @@ func TestLabAdviseDirect(t *testing.T) {
 		t.Fatalf("identity %+v\n%s", id, r.stderr)
 	}
 	rec := doc.Recommendation
-	if r.code != 0 || !rec.OK || rec.Mode != send.ModeDirect {
+	if r.code != 0 || !rec.OK || rec.Mode != config.ModeDirect {
 		t.Fatalf("exit %d, %+v\n%s", r.code, rec, r.stderr)
 	}
 	if doc.Config["helo"] != "out.lab.example" || doc.Config["mode"] != "direct" {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/send/list"
 )
 
 func sendCommand() *cli.Command {
@@ -116,7 +118,7 @@ func runSend(c *cli.Context) error {
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(send.GCPercent))
 	}
-	cfg, warnings, err := send.LoadConfig(c.String("config"))
+	cfg, warnings, err := config.Load(c.String("config"))
 	if err != nil {
 		return configProblem(err)
 	}
@@ -128,7 +130,7 @@ func runSend(c *cli.Context) error {
 		TextPath:     c.String("message"),
 		HTMLPath:     c.String("html"),
 		JournalPath:  c.String("journal"),
-		List:         send.ListOptions{EmailColumn: c.String("email-column"), SkipBadRows: c.Bool("skip-bad-rows")},
+		List:         list.Options{EmailColumn: c.String("email-column"), SkipBadRows: c.Bool("skip-bad-rows")},
 		DryRun:       c.Bool("dry-run"),
 		NewRun:       c.Bool("new-run"),
 		RetryUnknown: c.Bool("retry-unknown"),
@@ -164,7 +166,7 @@ func runSend(c *cli.Context) error {
 
 	var stop func()
 	if !c.Bool("dry-run") {
-		stop = eng.ShowProgress(stderr, isTerminal(stderr))
+		stop = showProgress(eng, stderr, isTerminal(stderr))
 	}
 	rep, runErr := eng.Run(ctx)
 	if stop != nil {
@@ -179,7 +181,7 @@ func runSend(c *cli.Context) error {
 		if err := enc.Encode(rep); err != nil {
 			return problem(err)
 		}
-	} else if err := rep.WriteText(c.App.Writer); err != nil {
+	} else if err := writeReport(c.App.Writer, rep); err != nil {
 		return problem(err)
 	} else if rep.DryRun {
 		// The receivers' side of the mailing, in one line (check.go).
@@ -208,7 +210,7 @@ func maxWait(d time.Duration) time.Duration {
 func sendProblem(err error) error {
 	var se *send.Error
 	if errors.As(err, &se) {
-		var ce *send.ConfigError
+		var ce *config.Error
 		if errors.As(se.Err, &ce) || se.Setup {
 			if r := configProblem(se.Err); se.Hint == "" {
 				return r
@@ -224,8 +226,8 @@ func sendProblem(err error) error {
 // with the first hint found.
 func configProblem(err error) error {
 	hint := ""
-	var ce *send.ConfigError
-	var le *send.ListError
+	var ce *config.Error
+	var le *list.Error
 	switch {
 	case errors.As(err, &ce):
 		hint = ce.Hint

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/advisor"
+	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/send"
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // The wizard's last steps: the recommendation, the config file, the test
@@ -106,7 +108,7 @@ func (w *wizard) testMessage(ctx context.Context) error {
 			// that is never written.
 			r.Password, r.PasswordEnv, r.PasswordCmd = w.cred.Secret, "", ""
 		}
-		cfg.Relay = []send.Relay{r}
+		cfg.Relay = []config.Relay{r}
 	}
 	w.say("Sending a test message from %s to %s, %s…", w.from, to, via)
 	host, _ := os.Hostname()
@@ -129,7 +131,7 @@ func (w *wizard) testMessage(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return errStopped
 		}
-		if err != nil || res.State != send.StateDeferred || !usedUp || time.Now().Add(pause).After(deadline) {
+		if err != nil || res.State != journal.StateDeferred || !usedUp || time.Now().Add(pause).After(deadline) {
 			break
 		}
 		w.say("The relay answered %q: the measurement used up its allowance. Trying again in %s…", res.Reply, pause)
@@ -149,18 +151,18 @@ func (w *wizard) testMessage(ctx context.Context) error {
 		}
 		f.Severity, f.Title, f.Meaning, f.Action = advisor.SevProblem, "The test message could not be sent", err.Error()+".", hint
 		w.testErr = &cmdError{code: exitProblem, err: fmt.Errorf("test message: %w", err), hint: hint}
-	case res.State == send.StateSent && len(cfg.Relay) > 0:
+	case res.State == journal.StateSent && len(cfg.Relay) > 0:
 		f.Severity, f.Title = advisor.SevOK, "Accepted by the relay "+strings.TrimPrefix(via, "through ")
 		f.Meaning = fmt.Sprintf("It answered %q. That is as far as mailroute can see: the relay now delivers it. Look for it in %s's inbox (and its spam folder) in a minute or two.", res.Reply, to)
-	case res.State == send.StateSent:
+	case res.State == journal.StateSent:
 		f.Severity, f.Title = advisor.SevOK, "Delivered to "+to+"'s mail server"
 		f.Meaning = fmt.Sprintf("It answered %q: the recipient's own server has the message now. Look for it in the inbox (and the spam folder).", res.Reply)
-	case res.State == send.StateDeferred:
+	case res.State == journal.StateDeferred:
 		f.Severity, f.Title = advisor.SevWarning, "The server asked to try later"
 		f.Meaning = fmt.Sprintf("It answered %q: a temporary refusal. A mailing retries such messages by itself, but the same answer for every message would mean waiting.", res.Reply)
 		f.Action = "Try again in a few minutes with: mailroute send (see below) on a one-line list, or run the wizard again."
 		w.testErr = &cmdError{code: exitProblem, err: fmt.Errorf("the test message was deferred: %s", res.Reply)}
-	case res.State == send.StateFailed:
+	case res.State == journal.StateFailed:
 		f.Severity, f.Title = advisor.SevProblem, "The test message was refused"
 		f.Meaning = fmt.Sprintf("The server answered %q: a permanent refusal. The mailing would meet the same answer.", res.Reply)
 		f.Action = "The server's words say why; often the sender address is not allowed for this login, or the recipient does not exist."

@@ -1,6 +1,8 @@
 // Package testpki makes throwaway certificate authorities and server
 // certificates for tests: real X.509 that crypto/tls verifies, made in
-// milliseconds, never written outside the test's own directories.
+// milliseconds, never written outside the test's own directories. It also
+// makes DKIM signing keys (dkim.go), for the tests of the config and of
+// the signer.
 package testpki
 
 import (

@@ -1,6 +1,0 @@
-//go:build !linux
-
-package send
-
-// trim is a no-op where madvise is not used; see journal_linux.go.
-func (j *Journal) trim() {}
