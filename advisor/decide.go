@@ -1,7 +1,8 @@
 // Package advisor decides how this machine should send: direct to the
 // recipients' MX hosts or through a relay, with how many sessions at once
-// and at what rate. It never touches the network: the CLI runs the probe
-// (and the login check and limit measurement) and passes the Report in.
+// and at what rate. It never touches the network itself: Run (run.go)
+// calls probe for the report, the login check and the limit measurement,
+// in one order for every command, and Decide reads the Report.
 // Every choice comes with its reason in plain words, and every number with
 // where it came from: measured, the provider catalog (with the URL of the
 // published limit), the list size, or a default.

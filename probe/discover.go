@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
 )
@@ -57,4 +58,25 @@ func (p *Prober) discover(ctx context.Context, domain string) []*Relay {
 		out = append(out, r)
 	}
 	return out
+}
+
+// MXHosts looks up domain's MX host names, within the connect timeout: the
+// advisor matches the provider catalog by them (MX *.google.com means
+// Google, whatever the domain) and does no DNS itself (docs: design.md).
+func (p *Prober) MXHosts(ctx context.Context, domain string) ([]string, error) {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second // as defaults
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := p.Resolver.MX(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, mx := range res.Hosts {
+		out = append(out, mx.Host)
+	}
+	return out, nil
 }

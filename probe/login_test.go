@@ -44,6 +44,14 @@ type relayBackend struct {
 	data        int // DATA commands: must stay 0
 	mails       int
 	windowStart time.Time
+	changed     *sync.Cond // broadcast when a session ends; see waitIdle
+}
+
+// sessionEnded wakes waitIdle; b.mu is held.
+func (b *relayBackend) sessionEnded() {
+	if b.changed != nil {
+		b.changed.Broadcast()
+	}
 }
 
 var errTooMuchMail = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Error: too much mail from 127.0.0.1"}
@@ -128,6 +136,7 @@ func (s *relaySess) Reset() {}
 func (s *relaySess) Logout() error {
 	s.b.mu.Lock()
 	s.b.active--
+	s.b.sessionEnded()
 	s.b.mu.Unlock()
 	return nil
 }

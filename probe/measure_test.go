@@ -11,8 +11,10 @@ import (
 
 func measure(t *testing.T, p *Prober, e *Endpoint, opt MeasureOptions) (*Measurement, []string) {
 	t.Helper()
+	// Cancelled only when the test ends: the cancel would close any
+	// session Measure left open, and waitIdle is there to see those.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	var mu sync.Mutex
 	var progress []string
 	opt.Progress = func(s string) {
@@ -32,21 +34,33 @@ func measure(t *testing.T, p *Prober, e *Endpoint, opt MeasureOptions) (*Measure
 	return m, progress
 }
 
+// waitIdle waits until the server has seen every session end: Measure
+// closes its sessions before it returns, and the server notices the QUIT
+// a moment later, so the wait is on the server's count, woken by each
+// Logout, with a deadline only for a session that never ends.
 func waitIdle(t *testing.T, b *relayBackend) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		active, _, data := b.counts()
-		if data != 0 {
-			t.Fatalf("the server saw %d DATA commands", data)
-		}
-		if active == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions still open at the server after Measure returned", active)
-		}
-		time.Sleep(10 * time.Millisecond)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = sync.NewCond(&b.mu)
+	}
+	late := false
+	timer := time.AfterFunc(3*time.Second, func() {
+		b.mu.Lock()
+		late = true
+		b.changed.Broadcast()
+		b.mu.Unlock()
+	})
+	defer timer.Stop()
+	for b.active > 0 && b.data == 0 && !late {
+		b.changed.Wait()
+	}
+	if b.data != 0 {
+		t.Fatalf("the server saw %d DATA commands", b.data)
+	}
+	if b.active > 0 {
+		t.Fatalf("%d sessions still open at the server 3s after Measure returned", b.active)
 	}
 }
 
@@ -74,9 +88,16 @@ func TestMeasureLimits(t *testing.T) {
 	if m.PerSession {
 		t.Errorf("the cap is per client, not per session")
 	}
+	// The window is timed by the client, the server counts it by its own
+	// clock: each end of it may be off by a command's round trip, so the
+	// slack beyond the stated precision is the measured P90 latency
+	// (doubled: two ends), not a fixed number that a loaded machine
+	// exceeds. Only the coarse cycle writes a note; the fine one's
+	// precision is about half its step, far below a quarter window.
 	w, prec := time.Duration(m.Window), time.Duration(m.WindowPrecision)
-	if prec <= 0 || prec > 500*time.Millisecond || w-prec > window+50*time.Millisecond || w+prec < window-50*time.Millisecond {
-		t.Errorf("window %s ± %s, want %s within the stated precision (note %q)", w, prec, window, m.WindowNote)
+	slack := 2 * time.Duration(m.LatencyP90)
+	if m.WindowNote != "" || prec <= 0 || prec >= window/4 || w-prec > window+slack || w+prec < window-slack {
+		t.Errorf("window %s ± %s, want %s within the stated precision and %s of latency (note %q)", w, prec, window, slack, m.WindowNote)
 	}
 	if m.LatencyMedian <= 0 || m.LatencyP90 < m.LatencyMedian || m.SetupTLS <= 0 || m.SetupAuth <= 0 {
 		t.Errorf("latency %s/%s setup %s/%s", m.LatencyMedian, m.LatencyP90, m.SetupTLS, m.SetupAuth)

@@ -206,34 +206,23 @@ func runAdvise(c *cli.Context) error {
 			fmt.Fprintf(stderr, "\rprobing… %d/%d endpoints", done, total)
 		}
 	}
-	rep := p.Run(ctx, req)
-	if live {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
-
 	fromDomain := req.FromDomain
 	if _, d, ok := strings.Cut(a.user, "@"); ok && fromDomain == "" {
 		fromDomain = strings.ToLower(d)
 	}
-	end, _ := advisor.ChooseRelay(rep, a.user != "", a.insecure)
 	var cred *probe.Credentials
 	if a.user != "" {
 		cred = &probe.Credentials{User: a.user, Secret: secret, InsecureAuth: a.insecure}
 	}
-	if cred != nil && end != nil && ctx.Err() == nil {
-		rep.Login = p.Login(ctx, end, *cred)
+	res, err := advisor.Run(ctx, advisor.Inputs{Prober: p, Request: req, Login: a.user != "",
+		Decide: advisor.Input{ListSize: a.listSize, FromDomain: fromDomain, User: a.user,
+			PasswordEnv: a.passEnv, PasswordCmd: a.passCmd, InsecureAuth: a.insecure, CAFile: c.String("tls-ca")}},
+		a.hooks(c, cred, live))
+	if err != nil {
+		return err
 	}
+	rep, rec := res.Report, res.Recommendation
 	loginOK := rep.Login == nil || rep.Login.OK
-	if a.measure && ctx.Err() == nil {
-		switch {
-		case end == nil:
-			fmt.Fprintln(stderr, "mailroute: nothing to measure: no relay port can take the mail")
-		case loginOK:
-			rep.Measure = measure(ctx, stderr, p, end, a.measureOptions(c, cred))
-		}
-	}
-	rec := advisor.Decide(advisor.Input{Report: rep, ListSize: a.listSize, FromDomain: fromDomain, FromMX: fromMX(ctx, p, rep, fromDomain), User: a.user,
-		PasswordEnv: a.passEnv, PasswordCmd: a.passCmd, InsecureAuth: a.insecure, CAFile: c.String("tls-ca")})
 
 	written := ""
 	var werr error
@@ -276,28 +265,39 @@ func runAdvise(c *cli.Context) error {
 	return nil
 }
 
-// fromMX looks up the sender domain's MX hosts for the catalog match (MX
-// *.google.com means Google whatever the domain), unless the probe did.
-func fromMX(ctx context.Context, p *probe.Prober, rep *probe.Report, domain string) []string {
-	if domain == "" || rep.Offline || ctx.Err() != nil {
-		return nil
+// hooks show advise's steps on stderr: the probe's progress line is
+// cleared, the login given by the flags is checked once (a refusal ends
+// advise with exit 1, after the advice), and --measure is the consent to
+// measure.
+func (a *adviseArgs) hooks(c *cli.Context, cred *probe.Credentials, live bool) advisor.Hooks {
+	stderr := c.App.ErrWriter
+	var meter *measureView
+	return advisor.Hooks{
+		Probed: func(context.Context, *probe.Report) error {
+			if live {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			return nil
+		},
+		Credentials: func(_ context.Context, _ *probe.Endpoint, last *probe.Login) (*probe.Credentials, error) {
+			if last != nil {
+				return nil, nil
+			}
+			return cred, nil
+		},
+		Measure: func(_ context.Context, end *probe.Endpoint, cred *probe.Credentials) (opt probe.MeasureOptions, ok bool, err error) {
+			switch {
+			case !a.measure:
+				return opt, false, nil
+			case end == nil:
+				fmt.Fprintln(stderr, "mailroute: nothing to measure: no relay port can take the mail")
+				return opt, false, nil
+			}
+			meter, opt = startMeasure(stderr, end, a.measureOptions(c, cred))
+			return opt, true, nil
+		},
+		Measured: func(context.Context, *probe.Measurement) error { meter.done(); return nil },
 	}
-	for _, d := range rep.Domains {
-		if strings.EqualFold(d.Name, domain) {
-			return nil // the report has them
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
-	defer cancel()
-	res, err := p.Resolver.MX(ctx, domain)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, mx := range res.Hosts {
-		out = append(out, mx.Host)
-	}
-	return out
 }
 
 // measureOptions are advise's: the sender from --from or the login name,
@@ -317,35 +317,46 @@ func (a *adviseArgs) measureOptions(c *cli.Context, cred *probe.Credentials) pro
 	return probe.MeasureOptions{WindowBudget: a.measureTime, From: from, To: to, Cred: cred}
 }
 
-// measure runs the relay measurement with live progress on w. Asking
+// measureView shows the relay measurement's progress on w. Asking
 // nothing is deliberate: --measure (or the wizard's question) is the
-// consent.
-func measure(ctx context.Context, w io.Writer, p *probe.Prober, end *probe.Endpoint, opt probe.MeasureOptions) *probe.Measurement {
+// consent. On a terminal each phase's status is rewritten in place;
+// elsewhere (logs, pipes) only each phase's last status is printed, one
+// line each.
+type measureView struct {
+	w           io.Writer
+	live        bool
+	phase, last string
+}
+
+// startMeasure announces the measurement of end and returns opt with its
+// Progress shown on w; done ends the display once it is over.
+func startMeasure(w io.Writer, end *probe.Endpoint, opt probe.MeasureOptions) (*measureView, probe.MeasureOptions) {
 	fmt.Fprintf(w, "measuring the relay's limits; no message is sent (%s:%d, at most %s)\n", end.Host, end.Port, opt.WindowBudget)
-	// On a terminal each phase's status is rewritten in place; elsewhere
-	// (logs, pipes) only each phase's last status is printed, one line each.
-	live := isTerminal(w)
-	phase, last := "", ""
-	opt.Progress = func(s string) {
-		ph, _, _ := strings.Cut(s, ":")
-		switch {
-		case live && ph != phase && phase != "":
-			fmt.Fprintf(w, "\n  %s", s)
-		case live:
-			fmt.Fprintf(w, "\r\033[K  %s", s)
-		case ph != phase && last != "":
-			fmt.Fprintf(w, "  %s\n", last)
-		}
-		phase, last = ph, s
-	}
-	m := p.Measure(ctx, end, opt)
+	v := &measureView{w: w, live: isTerminal(w)}
+	opt.Progress = v.progress
+	return v, opt
+}
+
+func (v *measureView) progress(s string) {
+	ph, _, _ := strings.Cut(s, ":")
 	switch {
-	case live && last != "":
-		fmt.Fprintln(w)
-	case last != "":
-		fmt.Fprintf(w, "  %s\n", last)
+	case v.live && ph != v.phase && v.phase != "":
+		fmt.Fprintf(v.w, "\n  %s", s)
+	case v.live:
+		fmt.Fprintf(v.w, "\r\033[K  %s", s)
+	case ph != v.phase && v.last != "":
+		fmt.Fprintf(v.w, "  %s\n", v.last)
 	}
-	return m
+	v.phase, v.last = ph, s
+}
+
+func (v *measureView) done() {
+	switch {
+	case v.live && v.last != "":
+		fmt.Fprintln(v.w)
+	case v.last != "":
+		fmt.Fprintf(v.w, "  %s\n", v.last)
+	}
 }
 
 // writeConfigFile writes the config so that an interrupted run leaves no

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
 
 	"github.com/mailroute/mailroute/internal/lab"
 )
@@ -64,16 +63,7 @@ func TestAdvisePasswordPrompt(t *testing.T) {
 	// The prompt is printed just before echo is turned off: typing in
 	// between would be echoed by the terminal, not by mailroute. Wait for
 	// the terminal to stop echoing, as a person's typing naturally does.
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-		if err != nil || tio.Lflag&unix.ECHO == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the terminal still echoes after the prompt")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitNoEcho(t, tty, 5*time.Second)
 	if _, err := io.WriteString(tty, "s3cret-typed\n"); err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,9 @@ type wizard struct {
 	from, fromDomain string
 	listSize         int
 	rep              *probe.Report
-	end              *probe.Endpoint // the relay endpoint to log in to and measure
+	liveProbe        bool         // the probe's progress is one line, rewritten
+	login            loginTry     // the login being asked for
+	meter            *measureView // the measurement's progress
 	cred             *probe.Credentials
 	typedPassword    bool
 	rec              *advisor.Recommendation
@@ -187,12 +189,21 @@ type wizard struct {
 	testErr          error // the test message's failure: exit 1 after the next steps
 }
 
+// loginTry is the login asked for at the relay: the name, whether the
+// password was typed (not from --password-env or --password-cmd), and how
+// many times it was tried.
+type loginTry struct {
+	user    string
+	typed   bool
+	attempt int
+}
+
 // run goes through the steps; each returns errStopped when the person
 // stops, or a cmdError that ends the wizard with its exit code.
 func (w *wizard) run(ctx context.Context) error {
 	w.say("mailroute wizard: finds out how this machine can send mail, and sets it up.")
 	w.say("Ctrl-C stops at any question; nothing is written until the end.")
-	steps := []func(context.Context) error{w.askSender, w.probe, w.login, w.measure, w.recommend, w.writeConfig, w.authCheck, w.testMessage}
+	steps := []func(context.Context) error{w.askSender, w.advise, w.writeConfig, w.authCheck, w.testMessage}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
 			return err

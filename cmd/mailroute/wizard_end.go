@@ -17,14 +17,8 @@ import (
 // The wizard's last steps: the recommendation, the config file, the test
 // message and what to run next.
 
-// recommend decides and shows the recommendation with its reasons.
-func (w *wizard) recommend(ctx context.Context) error {
-	in := advisor.Input{Report: w.rep, ListSize: w.listSize, FromDomain: w.fromDomain,
-		FromMX: fromMX(ctx, w.p, w.rep, w.fromDomain), InsecureAuth: w.a.insecure, CAFile: w.c.String("tls-ca")}
-	if w.cred != nil {
-		in.User, in.PasswordEnv, in.PasswordCmd = w.cred.User, w.a.passEnv, w.a.passCmd
-	}
-	w.rec = advisor.Decide(in)
+// recommend shows the recommendation with its reasons.
+func (w *wizard) recommend() error {
 	w.step("Putting it together")
 	printAdvice(w.out, w.rec, w.rep, "", true)
 	if !w.rec.OK {

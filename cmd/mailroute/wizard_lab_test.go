@@ -109,19 +109,26 @@ func wizardPTY(t *testing.T, mode string) {
 	steps := []struct {
 		prompt, answer string
 		wait           time.Duration
+		hidden         bool
 	}{
-		{"Your email address", testAddr + "\r", 20 * time.Second},
-		{"Your mail provider's SMTP server", lab.RelayHost + "\r", 10 * time.Second},
-		{"How many recipients will the mailing have", "200\r", 10 * time.Second},
-		{"Login name at " + lab.RelayHost, lab.RelayUser + "\r", time.Minute},
-		{"Password for " + lab.RelayUser, lab.RelayPassword + "\r", 10 * time.Second},
-		{"Measure the relay's limits now?", yes, 30 * time.Second},
-		{"Save the config as", "\r", time.Minute},
-		{"Send a test message to " + testAddr + " now?", yes, 10 * time.Second},
+		{"Your email address", testAddr + "\r", 20 * time.Second, false},
+		{"Your mail provider's SMTP server", lab.RelayHost + "\r", 10 * time.Second, false},
+		{"How many recipients will the mailing have", "200\r", 10 * time.Second, false},
+		{"Login name at " + lab.RelayHost, lab.RelayUser + "\r", time.Minute, false},
+		{"Password for " + lab.RelayUser, lab.RelayPassword + "\r", 10 * time.Second, true},
+		{"Measure the relay's limits now?", yes, 30 * time.Second, false},
+		{"Save the config as", "\r", time.Minute, false},
+		{"Send a test message to " + testAddr + " now?", yes, 10 * time.Second, false},
 	}
 	for _, s := range steps {
 		r.expect(s.prompt, s.wait)
-		time.Sleep(150 * time.Millisecond) // a person reads the question first
+		// A form reads keys in raw mode, set before it is drawn; a line
+		// question reads what the terminal buffered; a hidden one turns
+		// echo off only after its prompt, and the password typed before
+		// that would be on the screen.
+		if mode == "form" || s.hidden {
+			awaitNoEcho(t, r.tty, 5*time.Second)
+		}
 		r.typeText(s.answer)
 	}
 	code := r.wait(time.Minute)

@@ -29,6 +29,11 @@ type ptyRun struct {
 	raw  []byte // everything the program wrote
 	seen int    // how far expect has read, in the cleaned text
 	done chan error
+	// more has a token after each read of output; eof is closed when the
+	// reading ends, after the program's last output (EIO on Linux once
+	// the last holder of the pty's other end has closed it).
+	more chan struct{}
+	eof  chan struct{}
 }
 
 func startPTY(t testing.TB, cmd *exec.Cmd) *ptyRun {
@@ -37,8 +42,9 @@ func startPTY(t testing.TB, cmd *exec.Cmd) *ptyRun {
 	if err != nil {
 		t.Skipf("no pty here: %v", err)
 	}
-	r := &ptyRun{t: t, cmd: cmd, tty: tty, done: make(chan error, 1)}
+	r := &ptyRun{t: t, cmd: cmd, tty: tty, done: make(chan error, 1), more: make(chan struct{}, 1), eof: make(chan struct{})}
 	go func() {
+		defer close(r.eof)
 		buf := make([]byte, 4096)
 		answered := 0 // the output before this was searched for terminal queries
 		for {
@@ -48,6 +54,10 @@ func startPTY(t testing.TB, cmd *exec.Cmd) *ptyRun {
 			raw := string(r.raw)
 			r.mu.Unlock()
 			answered = r.answerQueries(raw, answered)
+			select {
+			case r.more <- struct{}{}:
+			default: // a token is waiting already: expect will read it all
+			}
 			if err != nil {
 				return // EIO once the program has exited
 			}
@@ -95,20 +105,54 @@ func (r *ptyRun) text() string {
 	return ansi.ReplaceAllString(string(r.raw), "")
 }
 
-// expect waits until s appears after what was already seen.
+// expect waits until s appears after what was already seen: it looks
+// again each time output arrives, and gives up at the deadline or when the
+// program's output has ended without it.
 func (r *ptyRun) expect(s string, timeout time.Duration) {
 	r.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for ended := false; ; {
 		text := r.text()
 		if i := strings.Index(text[r.seen:], s); i >= 0 {
 			r.seen += i + len(s)
 			return
 		}
-		if time.Now().After(deadline) {
+		if ended {
+			r.t.Fatalf("the output ended without %q; the screen:\n%s", s, screen(r.rawBytes()))
+		}
+		select {
+		case <-r.more:
+		case <-r.eof:
+			ended = true // one more look: the last read came with it
+		case <-deadline.C:
 			r.t.Fatalf("waited %s for %q; the screen so far:\n%s", timeout, s, screen(r.rawBytes()))
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitNoEcho waits until the terminal no longer echoes: a form has put it
+// in raw mode, or a hidden prompt has turned echo off. Keys typed before
+// would be echoed by the terminal itself (a password on the screen), and a
+// Ctrl-C would be the terminal's signal instead of a key to the question.
+// Nothing announces a change of terminal mode (a hidden prompt prints
+// first, then turns echo off), so the mode is looked at until it changes.
+func awaitNoEcho(t testing.TB, tty *os.File, timeout time.Duration) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil || tio.Lflag&unix.ECHO == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("the terminal still echoes %s after the question", timeout)
+		}
 	}
 }
 
@@ -134,7 +178,12 @@ func (r *ptyRun) wait(timeout time.Duration) int {
 	r.t.Helper()
 	select {
 	case err := <-r.done:
-		time.Sleep(100 * time.Millisecond) // the last output
+		// The last output may still be in the pty: read it all.
+		select {
+		case <-r.eof:
+		case <-time.After(timeout):
+			r.t.Fatalf("output still open %s after the exit; the screen:\n%s", timeout, screen(r.rawBytes()))
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -256,7 +305,10 @@ func TestWizardPTYInterrupt(t *testing.T) {
 			r.expect("Your email address", 20*time.Second)
 			r.typeText("carol@alpha.invalid\r")
 			r.expect("SMTP server", 10*time.Second)
-			time.Sleep(200 * time.Millisecond)
+			if mode == "form" {
+				// The Ctrl-C is to reach the form as a key, in raw mode.
+				awaitNoEcho(t, r.tty, 5*time.Second)
+			}
 			r.typeText("\x03")
 			if code := r.wait(10 * time.Second); code != 1 {
 				t.Errorf("exit %d, want 1:\n%s", code, screen(r.rawBytes()))

@@ -114,7 +114,7 @@ func (w *wizard) askSender(ctx context.Context) error {
 // catalog by the sender domain or its MX hosts, else the prober's own
 // search (SRV records, then smtp. and mail. names).
 func (w *wizard) candidates(ctx context.Context) {
-	mx := fromMX(ctx, w.p, &probe.Report{}, w.fromDomain)
+	mx := advisor.SenderMX(ctx, w.p, &probe.Report{}, w.fromDomain)
 	m := advisor.Find("", w.fromDomain, mx)
 	if m == nil || len(m.Provider.Submission) == 0 {
 		w.say("mailroute will look for %s's SMTP server: in its DNS records (SRV, where providers publish it), then under the usual names smtp.%s and mail.%s.",
@@ -139,8 +139,28 @@ func (w *wizard) candidates(ctx context.Context) {
 	}
 }
 
-// probe tests every way out, with live progress, and explains what it saw.
-func (w *wizard) probe(ctx context.Context) error {
+// advise tests every way out, checks the login, measures the relay and
+// decides, in advisor.Run's order; the hooks below show each step and ask
+// their questions between them.
+func (w *wizard) advise(ctx context.Context) error {
+	w.startProbe()
+	in := advisor.Inputs{Prober: w.p, Request: w.req, Login: !w.a.noLogin, OrNoLogin: true,
+		Decide: advisor.Input{ListSize: w.listSize, FromDomain: w.fromDomain, PasswordEnv: w.a.passEnv, PasswordCmd: w.a.passCmd,
+			InsecureAuth: w.a.insecure, CAFile: w.c.String("tls-ca")}}
+	res, err := advisor.Run(ctx, in, advisor.Hooks{Probed: w.probed, Relay: w.relay,
+		Credentials: w.credentials, LoggedIn: w.loggedIn, Measure: w.askMeasure, Measured: w.measured})
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	w.rep, w.cred, w.rec = res.Report, res.Cred, res.Recommendation
+	return w.recommend()
+}
+
+// startProbe says what is tested and shows the probe's progress.
+func (w *wizard) startProbe() {
 	w.step("Testing the ways out of this machine")
 	what := []string{"port 25 of " + strings.Join(w.req.Domains, ", ") + " (can this machine deliver directly?)"}
 	for _, r := range w.req.Relays {
@@ -152,16 +172,19 @@ func (w *wizard) probe(ctx context.Context) error {
 	what = append(what, "and this machine's public address (what receivers think of it)")
 	w.say("Testing %s. Nothing is sent; this takes at most about %s.", strings.Join(what, ", "), 3*w.p.Timeout)
 
-	live := !w.ui.accessible && isTerminal(w.out)
+	w.liveProbe = !w.ui.accessible && isTerminal(w.out)
 	w.p.Progress = func(done, total int, e *probe.Endpoint) {
-		if live {
+		if w.liveProbe {
 			fmt.Fprintf(w.out, "\r\033[Ktesting… %d/%d  %s:%d %s", done, total, e.Host, e.Port, e.Verdict)
 			return
 		}
 		fmt.Fprintf(w.out, "  %d/%d  %s port %d: %s\n", done, total, e.Host, e.Port, verdictWords(e))
 	}
-	rep := w.p.Run(ctx, w.req)
-	if live {
+}
+
+// probed explains what the probe saw.
+func (w *wizard) probed(ctx context.Context, rep *probe.Report) error {
+	if w.liveProbe {
 		fmt.Fprint(w.out, "\r\033[K")
 	}
 	if ctx.Err() != nil {
@@ -184,100 +207,97 @@ func verdictWords(e *probe.Endpoint) string {
 	return string(e.Verdict)
 }
 
-// login asks for the relay login and checks it; a refused password may be
-// typed again.
-func (w *wizard) login(ctx context.Context) error {
-	end, _ := advisor.ChooseRelay(w.rep, !w.a.noLogin, w.a.insecure)
-	if end == nil {
-		if alt, _ := advisor.ChooseRelay(w.rep, false, w.a.insecure); alt != nil {
-			w.end = alt
-			if !w.a.noLogin {
-				w.say("%s offers no login, so none is asked for.", alt.Host)
-			}
-		}
-		return nil // no relay to log in to: the recommendation says what to do
+// relay says when the relay takes mail without a login, so none is asked
+// for.
+func (w *wizard) relay(_ context.Context, end *probe.Endpoint, login bool) error {
+	if end != nil && !login && !w.a.noLogin {
+		w.say("%s offers no login, so none is asked for.", end.Host)
 	}
-	w.end = end
-	if w.a.noLogin {
-		return nil
-	}
-	w.step("Your login at " + end.Host)
-	user := w.a.user
-	if user != "" {
-		w.given("Login name at "+end.Host, user, "--user")
-	}
-	for attempt := 1; ; attempt++ {
-		if user == "" || attempt > 1 {
-			def := user
-			if def == "" {
-				def = w.from
-			}
-			v := def
-			if w.a.yes {
-				w.given("Login name at "+end.Host, v, "--yes: your address")
-			} else {
-				var err error
-				v, err = w.ui.input("Login name at "+end.Host,
-					"Usually your full email address. Type none if this server takes mail without a login.", def, nil)
-				if err != nil {
-					return err
-				}
-			}
-			if strings.EqualFold(v, "none") {
-				return nil
-			}
-			user = v
-		}
-		secret, ok, err := w.a.secretFromSource(w.c, end.Host)
-		if err != nil {
-			return err
-		}
-		typed := !ok
-		if ok {
-			w.given("Password for "+user, "(hidden)", map[bool]string{true: "--password-env " + w.a.passEnv, false: "--password-cmd"}[w.a.passEnv != ""])
-		}
-		if typed {
-			if secret, err = w.ui.password("Password for "+user,
-				"Typed characters are not shown. The password stays in memory, for the login check, the measurement and the test message; the config names where it comes from, never the password itself."); err != nil {
-				return err
-			}
-		}
-		cred := &probe.Credentials{User: user, Secret: secret, InsecureAuth: w.a.insecure}
-		w.say("Checking the login at %s:%d (nothing is sent)…", end.Host, end.Port)
-		l := w.p.Login(ctx, end, *cred)
-		if ctx.Err() != nil {
-			return errStopped
-		}
-		w.rep.Login = l
-		f := advisor.ExplainLogin(l)
-		printFindings(w.out, []advisor.Finding{f})
-		if l.OK {
-			w.cred, w.typedPassword = cred, typed
-			return nil
-		}
-		if typed && l.Reply != "" && attempt < 3 {
-			again, err := w.ui.confirm("Try another login name or password?", "", true)
-			if err != nil {
-				return err
-			}
-			if again {
-				continue
-			}
-		}
-		words := l.Reply
-		if words == "" {
-			words = l.Error
-		}
-		return &cmdError{code: exitProblem, err: fmt.Errorf("login to %s:%d as %s refused: %s; nothing was written", l.Host, l.Port, user, words), hint: hintOf(f.Action)}
-	}
+	return nil
 }
 
-// measure asks for consent and measures the relay's limits.
-func (w *wizard) measure(ctx context.Context) error {
-	if w.end == nil || (w.rep.Login != nil && !w.rep.Login.OK) {
-		return nil
+// credentials asks for the relay login; after a refusal (last) the name
+// and the password may be typed again.
+func (w *wizard) credentials(_ context.Context, end *probe.Endpoint, last *probe.Login) (*probe.Credentials, error) {
+	if last == nil {
+		w.step("Your login at " + end.Host)
+		w.login = loginTry{user: w.a.user}
+		if w.login.user != "" {
+			w.given("Login name at "+end.Host, w.login.user, "--user")
+		}
 	}
-	where := fmt.Sprintf("%s:%d", w.end.Host, w.end.Port)
+	w.login.attempt++
+	if w.login.user == "" || w.login.attempt > 1 {
+		def := w.login.user
+		if def == "" {
+			def = w.from
+		}
+		v := def
+		if w.a.yes {
+			w.given("Login name at "+end.Host, v, "--yes: your address")
+		} else {
+			var err error
+			v, err = w.ui.input("Login name at "+end.Host,
+				"Usually your full email address. Type none if this server takes mail without a login.", def, nil)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if strings.EqualFold(v, "none") {
+			return nil, nil
+		}
+		w.login.user = v
+	}
+	user := w.login.user
+	secret, ok, err := w.a.secretFromSource(w.c, end.Host)
+	if err != nil {
+		return nil, err
+	}
+	w.login.typed = !ok
+	if ok {
+		w.given("Password for "+user, "(hidden)", map[bool]string{true: "--password-env " + w.a.passEnv, false: "--password-cmd"}[w.a.passEnv != ""])
+	}
+	if w.login.typed {
+		if secret, err = w.ui.password("Password for "+user,
+			"Typed characters are not shown. The password stays in memory, for the login check, the measurement and the test message; the config names where it comes from, never the password itself."); err != nil {
+			return nil, err
+		}
+	}
+	w.say("Checking the login at %s:%d (nothing is sent)…", end.Host, end.Port)
+	return &probe.Credentials{User: user, Secret: secret, InsecureAuth: w.a.insecure}, nil
+}
+
+// loggedIn explains the login check; a refused password typed here may be
+// typed again, twice.
+func (w *wizard) loggedIn(ctx context.Context, l *probe.Login) (again bool, err error) {
+	if ctx.Err() != nil {
+		return false, errStopped
+	}
+	f := advisor.ExplainLogin(l)
+	printFindings(w.out, []advisor.Finding{f})
+	if l.OK {
+		w.typedPassword = w.login.typed
+		return false, nil
+	}
+	if w.login.typed && l.Reply != "" && w.login.attempt < 3 {
+		again, err := w.ui.confirm("Try another login name or password?", "", true)
+		if err != nil || again {
+			return again, err
+		}
+	}
+	words := l.Reply
+	if words == "" {
+		words = l.Error
+	}
+	return false, &cmdError{code: exitProblem, err: fmt.Errorf("login to %s:%d as %s refused: %s; nothing was written", l.Host, l.Port, w.login.user, words), hint: hintOf(f.Action)}
+}
+
+// askMeasure asks for consent to measure the relay's limits.
+func (w *wizard) askMeasure(_ context.Context, end *probe.Endpoint, cred *probe.Credentials) (opt probe.MeasureOptions, ok bool, err error) {
+	if end == nil {
+		return opt, false, nil
+	}
+	where := fmt.Sprintf("%s:%d", end.Host, end.Port)
 	consent := w.a.measure
 	switch {
 	case consent != nil:
@@ -290,21 +310,25 @@ func (w *wizard) measure(ctx context.Context) error {
 		ok, err := w.ui.confirm("Measure the relay's limits now?",
 			fmt.Sprintf("mailroute opens a few sessions at once and starts messages without ever sending one, to find how many sessions and messages per minute %s allows. No mail is sent. It takes up to %s.", where, w.a.measureTime), true)
 		if err != nil {
-			return err
+			return opt, false, err
 		}
 		consent = &ok
 	}
 	if !*consent {
 		w.say("Not measured: the numbers come from the provider catalog or careful defaults.")
-		return nil
+		return opt, false, nil
 	}
 	w.step("Measuring " + where + "'s limits")
-	opt := probe.MeasureOptions{WindowBudget: w.a.measureTime, From: w.from, To: w.testTo(), Cred: w.cred}
-	m := measure(ctx, w.out, w.p, w.end, opt)
+	w.meter, opt = startMeasure(w.out, end, probe.MeasureOptions{WindowBudget: w.a.measureTime, From: w.from, To: w.testTo(), Cred: cred})
+	return opt, true, nil
+}
+
+// measured explains the measurement.
+func (w *wizard) measured(ctx context.Context, m *probe.Measurement) error {
+	w.meter.done()
 	if ctx.Err() != nil {
 		return errStopped
 	}
-	w.rep.Measure = m
 	printFindings(w.out, []advisor.Finding{advisor.ExplainMeasure(m)})
 	return nil
 }
