@@ -82,9 +82,8 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client
 	}
 	// STARTTLS, the handshake at once, and EHLO again.
 	if err := c.StartTLS(ctx); err != nil {
-		var se *smtpclient.Error
-		if errors.As(err, &se) && se.Command == "STARTTLS" {
-			// Refused, or no reply: still the plaintext conversation.
+		if _, up := c.TLS(); !up && !errors.Is(err, smtpclient.ErrTLSHandshake) {
+			// STARTTLS refused, or no reply: still the plaintext conversation.
 			e.setProblem(p.conversationProblem(ctx, c, err))
 			return false
 		}

@@ -100,10 +100,10 @@ func (s *relaySession) setup(ctx context.Context, mode string, cred *Credentials
 		}
 	}
 	if err := c.Greet(); err != nil {
-		return smtpclient.Classify("greeting", err)
+		return clientError(err)
 	}
 	if err := c.Hello(); err != nil {
-		return smtpclient.Classify("EHLO", err)
+		return clientError(err)
 	}
 	if mode != "implicit" {
 		useTLS := c.Has("STARTTLS") && mode != "none"
@@ -168,10 +168,14 @@ func (s *relaySession) auth(cred Credentials) *smtpclient.Error {
 		return &smtpclient.Error{Command: "AUTH", Permanent: true, Message: cerr.Error()}
 	}
 	if err := s.c.AuthWith(client); err != nil {
-		return smtpclient.Classify("AUTH", err)
+		return clientError(err)
 	}
 	return nil
 }
+
+// clientError is an error of smtpclient.Client's as what it always is, an
+// *smtpclient.Error naming the step that failed.
+func clientError(err error) *smtpclient.Error { return smtpclient.Classify("SMTP", err) }
 
 // timed runs one command (smtpclient.Client's Mail, Rcpt or Rset) and
 // measures its round trip.
