@@ -2,30 +2,19 @@ package probe
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
-
-// knownExtensions are asked for after STARTTLS: go-smtp keeps the EHLO
-// lines private, so after TLS (where our transcript sees only ciphertext)
-// the capabilities we report are these, by name.
-var knownExtensions = []string{
-	"SIZE", "PIPELINING", "AUTH", "SMTPUTF8", "DSN", "LIMITS", "STARTTLS",
-	"8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "REQUIRETLS",
-	"DELIVERBY", "MT-PRIORITY", "ETRN", "VRFY", "XCLIENT",
-}
 
 // probeEndpoint connects to e and talks SMTP up to (and through) TLS and the
 // second EHLO, then QUITs. It never sends MAIL.
@@ -39,6 +28,7 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 	cancel()
 	e.Timings.Connect = Duration(time.Since(start))
 	if err != nil {
+		p.Trace.ConnectFailed(addr, err)
 		e.Verdict, e.Error = connectVerdict(err)
 		return
 	}
@@ -48,125 +38,149 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 	// delay (some servers pause on purpose) plus EHLO and a TLS handshake.
 	cctx, cancel := context.WithTimeout(ctx, 2*p.Timeout)
 	defer cancel()
-	rec := smtpclient.Wrap(cctx, conn)
-	defer rec.Close()
-
+	info := &TLSInfo{ServerName: e.Host}
+	c := smtpclient.New(cctx, conn, smtpclient.Options{
+		Addr:       addr,
+		ServerName: e.Host,
+		TLSConfig:  p.tlsConfig(e.Host, info),
+		Helo:       p.Helo,
+		Timeouts:   smtpclient.Timeouts{Connect: 2 * p.Timeout, Command: 2 * p.Timeout},
+		Trace:      p.Trace,
+	})
+	var ok bool
 	if e.TLSMode == "implicit" {
-		p.implicitTLS(cctx, e, rec, start)
+		ok = p.implicitTLS(cctx, e, c, info, start)
 	} else {
-		p.startTLS(cctx, e, rec, start)
+		ok = p.startTLS(cctx, e, c, info, start)
+	}
+	if ok {
+		c.Quit()
+	} else {
+		c.Close()
 	}
 }
 
-// startTLS speaks plaintext SMTP and upgrades when STARTTLS is offered.
-func (p *Prober) startTLS(ctx context.Context, e *Endpoint, rec *smtpclient.Conn, start time.Time) {
-	info := &TLSInfo{ServerName: e.Host}
-	cfg := p.tlsConfig(e.Host, info)
-	// NewClientStartTLS reads the greeting, sends EHLO localhost and STARTTLS;
-	// the transcript keeps those replies, which go-smtp does not expose.
-	c, err := smtp.NewClientStartTLS(rec, cfg)
-	replies := rec.Replies()
-	p.takeGreeting(e, replies, start)
-	if len(replies) > 1 && replies[1].Code == 250 {
-		e.EHLO = smtpclient.Capabilities(replies[1])
-		e.AuthPlain = mechanisms(e.EHLO["AUTH"])
+// startTLS speaks plaintext SMTP and upgrades when STARTTLS is offered;
+// true when the conversation went through (QUIT ends it).
+func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client, info *TLSInfo, start time.Time) bool {
+	err := c.Greet()
+	p.takeGreeting(e, c, start)
+	if err == nil {
+		err = c.Hello()
 	}
 	if err != nil {
-		if e.Banner != nil && e.Banner.Code == 220 && len(replies) > 1 && replies[1].Code == 250 {
-			if _, ok := e.EHLO["STARTTLS"]; !ok {
-				// A plaintext-only server is open and usable; no TLS to report.
-				quit(rec)
-				return
-			}
-		}
-		e.setProblem(p.conversationProblem(ctx, rec, err))
-		return
+		e.setProblem(p.conversationProblem(ctx, c, err))
+		return false
 	}
-	defer c.Close()
-	tlsStart := time.Now()
-	// The handshake is lazy in go-smtp: it happens on this EHLO.
-	if err := c.Hello(p.Helo); err != nil {
+	if c.EHLO.Code == 250 { // not after a HELO
+		e.EHLO = c.Extensions()
+		e.AuthPlain = mechanisms(e.EHLO["AUTH"])
+	}
+	if !c.Has("STARTTLS") {
+		// A plaintext-only server is open and usable; no TLS to report.
+		return true
+	}
+	// STARTTLS, the handshake at once, and EHLO again.
+	if err := c.StartTLS(ctx); err != nil {
+		if _, up := c.TLS(); !up && !errors.Is(err, smtpclient.ErrTLSHandshake) {
+			// STARTTLS refused, or no reply: still the plaintext conversation.
+			e.setProblem(p.conversationProblem(ctx, c, err))
+			return false
+		}
 		d := describe(smtpclient.Classify("TLS", err))
 		e.setProblem(ProblemTLS, d, "after STARTTLS: "+d)
-		return
+		return false
 	}
-	e.Timings.TLS = Duration(time.Since(tlsStart))
-	if st, ok := c.TLSConnectionState(); ok {
+	e.Timings.TLS = Duration(c.TLSTime)
+	if st, ok := c.TLS(); ok {
 		fillTLS(info, st)
 		e.TLS = info
 	}
-	e.EHLOTLS = extensions(c)
+	e.EHLOTLS = c.Extensions()
 	e.AuthTLS = mechanisms(e.EHLOTLS["AUTH"])
-	_ = c.Quit()
+	return true
 }
 
-// implicitTLS handshakes first (port 465), then speaks SMTP inside TLS.
-func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, rec *smtpclient.Conn, start time.Time) {
-	info := &TLSInfo{ServerName: e.Host}
-	tlsStart := time.Now()
-	tc := tls.Client(rec, p.tlsConfig(e.Host, info))
+// implicitTLS handshakes first (port 465), then speaks SMTP inside TLS;
+// true when the conversation went through.
+func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client, info *TLSInfo, start time.Time) bool {
 	// An explicit handshake, so a peer that is not TLS at all is named as such
 	// instead of surfacing as a garbled greeting.
-	if err := tc.HandshakeContext(ctx); err != nil {
-		if replies := rec.Replies(); len(replies) > 0 {
+	if err := c.Handshake(ctx); err != nil {
+		if replies := c.Raw().Replies(); len(replies) > 0 {
 			e.Banner = &replies[0]
 			e.BannerHost = smtpclient.GreetingHost(replies[0])
 			e.setProblem(ProblemPlaintextOnTLS, replies[0].String(),
 				"expected TLS from the first byte (port "+strconv.Itoa(e.Port)+"), got a plaintext greeting: "+replies[0].String())
-			return
+			return false
 		}
 		d := describe(smtpclient.Classify("TLS", err))
 		e.setProblem(ProblemTLS, d, "TLS handshake failed: "+d)
-		return
+		return false
 	}
-	e.Timings.TLS = Duration(time.Since(tlsStart))
-	fillTLS(info, tc.ConnectionState())
+	e.Timings.TLS = Duration(c.TLSTime)
+	st, _ := c.TLS()
+	fillTLS(info, st)
 	e.TLS = info
-	inner := smtpclient.Wrap(ctx, tc)
-	c := smtp.NewClient(inner)
-	defer c.Close()
-	err := c.Hello(p.Helo)
-	replies := inner.Replies()
-	p.takeGreeting(e, replies, start)
+	err := c.Greet()
+	p.takeGreeting(e, c, start)
+	if err == nil {
+		err = c.Hello()
+	}
 	if err != nil {
-		e.setProblem(p.conversationProblem(ctx, inner, err))
-		return
+		e.setProblem(p.conversationProblem(ctx, c, err))
+		return false
 	}
-	if len(replies) > 1 {
-		e.EHLOTLS = smtpclient.Capabilities(replies[1])
-	}
+	e.EHLOTLS = c.Extensions()
 	e.AuthTLS = mechanisms(e.EHLOTLS["AUTH"])
-	_ = c.Quit()
+	return true
 }
 
-func (p *Prober) takeGreeting(e *Endpoint, replies []smtpclient.Reply, start time.Time) {
-	if len(replies) == 0 {
+func (p *Prober) takeGreeting(e *Endpoint, c *smtpclient.Client, start time.Time) {
+	if c.Greeting.Code == 0 {
 		return
 	}
-	e.Banner = &replies[0]
-	e.BannerHost = smtpclient.GreetingHost(replies[0])
-	// The greeting time is approximate (first reply seen by the time the
-	// first command returned); exact for the banner-only failure cases.
-	if e.Timings.Greeting == 0 {
-		e.Timings.Greeting = Duration(time.Since(start))
-	}
+	g := c.Greeting
+	e.Banner = &g
+	e.BannerHost = smtpclient.GreetingHost(g)
+	e.Timings.Greeting = Duration(time.Since(start))
 }
 
 // conversationProblem names what stopped an open endpoint's conversation:
 // its kind, the evidence (the server's words), and the sentence for Problem.
-func (p *Prober) conversationProblem(ctx context.Context, rec *smtpclient.Conn, err error) (ProblemKind, string, string) {
+func (p *Prober) conversationProblem(ctx context.Context, c *smtpclient.Client, err error) (ProblemKind, string, string) {
 	ce := smtpclient.Classify("SMTP", err)
-	replies := rec.Replies()
-	raw := rec.Transcript()
+	// What the server said in plaintext is in the recording connection;
+	// inside implicit TLS it sees ciphertext, and the client says what it
+	// heard: the greeting, and the reply that failed.
+	replies, raw := c.Raw().Replies(), c.Raw().Transcript()
+	heard := len(raw) > 0 // bytes, SMTP or not
+	first, _, _ := strings.Cut(string(raw), "\n")
+	first = strings.TrimRight(first, "\r")
+	if _, inTLS := c.TLS(); inTLS {
+		replies, heard, first = nil, false, ""
+		if c.Greeting.Code != 0 {
+			replies = append(replies, c.Greeting)
+			if ce.Code != 0 && ce.Command != "greeting" {
+				replies = append(replies, smtpclient.Reply{Code: ce.Code})
+			}
+		}
+		var pe textproto.ProtocolError
+		if errors.As(err, &pe) {
+			heard = true
+			var uerr error
+			if first, uerr = strconv.Unquote(string(pe)); uerr != nil {
+				first = string(pe)
+			}
+		}
+	}
 	// The context closes the connection when the budget runs out, so a
 	// timeout can surface as "closed": the context knows which it was.
 	timedOut := ctx.Err() != nil || strings.Contains(ce.Message, "timeout")
 	switch {
-	case len(replies) == 0 && len(raw) > 0:
-		// Something answered, but not in SMTP: show its first line (Go's
-		// textproto may wait for more lines, so this can follow a timeout).
-		first, _, _ := strings.Cut(string(raw), "\n")
-		q := strconv.Quote(strings.TrimRight(first, "\r"))
+	case len(replies) == 0 && heard:
+		// Something answered, but not in SMTP: show its first line.
+		q := strconv.Quote(first)
 		return ProblemNotSMTP, q, "not SMTP: the server's first line is " + q
 	case len(replies) == 0 && timedOut:
 		return ProblemNoGreeting, "", fmt.Sprintf("no greeting within %s: the port accepts connections but nothing speaks SMTP", 2*p.Timeout)
@@ -197,20 +211,6 @@ func describe(e *smtpclient.Error) string {
 		return strings.TrimSpace(fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Message))
 	}
 	return e.Message
-}
-
-func quit(rec *smtpclient.Conn) {
-	_, _ = rec.Write([]byte("QUIT\r\n"))
-}
-
-func extensions(c *smtp.Client) map[string]string {
-	caps := map[string]string{}
-	for _, k := range knownExtensions {
-		if ok, v := c.Extension(k); ok {
-			caps[k] = v
-		}
-	}
-	return caps
 }
 
 func mechanisms(s string) []string {

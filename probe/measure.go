@@ -174,7 +174,7 @@ func (mm *measurer) session() (*relaySession, *smtpclient.Error) {
 	mm.mu.Unlock()
 	if !mm.first {
 		mm.first = true
-		mm.m.SetupTLS, mm.m.SetupAuth = Duration(s.setupTLS), Duration(s.setupAuth)
+		mm.m.SetupTLS, mm.m.SetupAuth = Duration(s.setupTLS()), Duration(s.setupAuth())
 	}
 	return s, nil
 }
@@ -238,16 +238,17 @@ func (mm *measurer) sessions() bool {
 // MAIL was sent and the refusal, if any. There is never a DATA.
 func (mm *measurer) transaction(s *relaySession) (time.Time, *smtpclient.Error) {
 	sent := time.Now()
-	steps := []struct{ verb, line string }{
-		{"MAIL", "MAIL FROM:<" + mm.opt.From + ">"},
-		{"RCPT", "RCPT TO:<" + mm.opt.To + ">"},
-		{"RSET", "RSET"},
+	c := s.c
+	steps := []func() *smtpclient.Error{
+		func() *smtpclient.Error { return c.Mail(mm.opt.From) },
+		func() *smtpclient.Error { return c.Rcpt(mm.opt.To) },
+		c.Rset,
 	}
-	for i, st := range steps {
-		rtt, err := s.expect(st.verb, 250, "%s", st.line)
+	for i, step := range steps {
+		rtt, err := s.timed(step)
 		if err != nil {
 			if i == 1 {
-				_, _ = s.expect("RSET", 250, "RSET") // leave no half transaction
+				_ = c.Rset() // leave no half transaction
 			}
 			return sent, err
 		}
@@ -476,7 +477,7 @@ func (w *window) retry(at time.Time) (sent time.Time, ok, done bool) {
 // slowing it down. The old one is closed first, so that a relay allowing
 // one session at a time does not turn the new one away.
 func (w *window) ensure() *smtpclient.Error {
-	if w.s != nil && !w.s.broken && w.s.refusals < refusalsPerSession {
+	if w.s != nil && !w.s.broken() && w.s.refusals() < refusalsPerSession {
 		return nil
 	}
 	if w.s != nil {

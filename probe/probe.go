@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/resolve"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
 )
 
@@ -43,6 +44,10 @@ type Prober struct {
 	// on an MX that answers with an unconfirmed identity (timing.go); nil:
 	// 443, 587, 465.
 	TimingPorts []int
+	// Trace, if set, gets every SMTP conversation the probe has (endpoint
+	// checks, login checks, measurement sessions), swaks-style, with AUTH
+	// lines hidden (smtpclient.NewTrace).
+	Trace *smtpclient.Trace
 }
 
 // Request says what to probe.

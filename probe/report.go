@@ -145,8 +145,8 @@ type Endpoint struct {
 
 	Banner     *smtpclient.Reply `json:"banner,omitempty"`
 	BannerHost string            `json:"banner_host,omitempty"`
-	EHLO       map[string]string `json:"ehlo,omitempty"`     // capabilities before TLS (EHLO sent as "localhost" by go-smtp when STARTTLS follows)
-	EHLOTLS    map[string]string `json:"ehlo_tls,omitempty"` // capabilities after STARTTLS or on implicit TLS
+	EHLO       map[string]string `json:"ehlo,omitempty"`     // capabilities before TLS, every EHLO line
+	EHLOTLS    map[string]string `json:"ehlo_tls,omitempty"` // capabilities after STARTTLS or on implicit TLS, every EHLO line
 	AuthPlain  []string          `json:"auth_plain,omitempty"`
 	AuthTLS    []string          `json:"auth_tls,omitempty"`
 	TLS        *TLSInfo          `json:"tls,omitempty"`

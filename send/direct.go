@@ -472,7 +472,7 @@ func (e *Engine) dialMX(ctx context.Context, domain string, mx *resolve.MXResult
 	for _, c := range append(live, dead...) {
 		spec := &dialSpec{
 			Addr: c.addr, ServerName: c.host,
-			TLS: smtpclient.TLSPolicy(e.cfg.Direct.TLS), Helo: e.helo, Timeouts: e.opts.Timeouts,
+			TLS: smtpclient.TLSPolicy(e.cfg.Direct.TLS), Helo: e.helo, Timeouts: e.opts.Timeouts, Trace: e.opts.Trace,
 		}
 		if policy != nil {
 			spec.TLS = smtpclient.StartTLS

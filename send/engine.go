@@ -62,6 +62,9 @@ type Options struct {
 	Notify func(string)
 
 	Timeouts Timeouts
+	// Trace, if set, gets every SMTP conversation, AUTH lines and message
+	// content hidden (smtpclient.NewTrace).
+	Trace *smtpclient.Trace
 	// DrainTimeout bounds how long Drain lets transactions in flight finish
 	// before the run is stopped hard. Default 30 s.
 	DrainTimeout time.Duration
@@ -400,7 +403,7 @@ func (e *Engine) prepareTargets() error {
 		}
 		return nil
 	}
-	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts)
+	relays, err := newRelayTargets(e.hard, e.cfg, e.helo, e.opts.Timeouts, e.opts.Trace)
 	if err != nil {
 		return &Error{Err: err, Hint: "secrets come from password_env or password_cmd; see `mailroute config describe`", Setup: true}
 	}

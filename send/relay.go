@@ -39,7 +39,7 @@ type relayTarget struct {
 
 // newRelayTargets prepares every relay: TLS roots, the secret (asked once,
 // so a password_cmd runs once per run, not per session) and thread shares.
-func newRelayTargets(ctx context.Context, cfg *config.Config, helo string, to Timeouts) ([]*relayTarget, error) {
+func newRelayTargets(ctx context.Context, cfg *config.Config, helo string, to Timeouts, trace *smtpclient.Trace) ([]*relayTarget, error) {
 	var out []*relayTarget
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
@@ -49,7 +49,7 @@ func newRelayTargets(ctx context.Context, cfg *config.Config, helo string, to Ti
 			account: r.Addr() + " " + r.Username,
 			spec: dialSpec{
 				Addr: r.Addr(), ServerName: r.Host, TLS: smtpclient.TLSPolicy(r.TLS), Helo: helo,
-				InsecureAuth: r.InsecureAuth, Timeouts: to, MaxMessages: r.MessagesPerSession,
+				InsecureAuth: r.InsecureAuth, Timeouts: to, MaxMessages: r.MessagesPerSession, Trace: trace,
 			},
 		}
 		if t.threads <= 0 {

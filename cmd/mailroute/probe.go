@@ -38,7 +38,7 @@ func probeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "probe",
 		Usage:     "test outbound port 25 and a relay's submission ports, and say what happens on each",
-		UsageText: "mailroute probe [--to DOMAIN|ADDRESS]... [--relay HOST[:PORT]] [--from ADDRESS] [--resolver IP[:PORT]] [--timeout 5s] [--tls-ca FILE] [--json]",
+		UsageText: "mailroute probe [--to DOMAIN|ADDRESS]... [--relay HOST[:PORT]] [--from ADDRESS] [--resolver IP[:PORT]] [--timeout 5s] [--tls-ca FILE] [--json] [--trace]",
 		Description: `Examples:
    mailroute probe                                   # port 25 to large providers' MX hosts
    mailroute probe --to example.com --to bob@example.org
@@ -48,7 +48,8 @@ func probeCommand() *cli.Command {
 
 Exit status: 0 something can take mail, 1 nothing can, 2 bad input.`,
 		Flags: append(probeFlags(),
-			&cli.BoolFlag{Name: "identity", Usage: "also find this machine's public address (DNS echo services), its reverse name and blocklist listings"}),
+			&cli.BoolFlag{Name: "identity", Usage: "also find this machine's public address (DNS echo services), its reverse name and blocklist listings"},
+			traceFlag()),
 		Action: runProbe,
 	}
 }
@@ -141,11 +142,25 @@ func heloName(flag string) string {
 	return "localhost"
 }
 
+// traceFlag is --trace, of probe and send.
+func traceFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "trace", Usage: "show every SMTP conversation on stderr, swaks-style (AUTH lines and message content hidden)"}
+}
+
+// traceFromFlag is the trace --trace asks for, on stderr; nil without it.
+func traceFromFlag(c *cli.Context) *smtpclient.Trace {
+	if !c.Bool("trace") {
+		return nil
+	}
+	return smtpclient.NewTrace(c.App.ErrWriter)
+}
+
 func runProbe(c *cli.Context) error {
 	p, req, err := proberFromFlags(c)
 	if err != nil {
 		return err
 	}
+	p.Trace = traceFromFlag(c)
 	if c.Bool("identity") || c.IsSet("ip-echo") || c.IsSet("dnsbl") {
 		if req.IdentityOptions, err = identityFromFlags(c); err != nil {
 			return err
@@ -154,7 +169,8 @@ func runProbe(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt)
 	defer stop()
-	live := isTerminal(c.App.ErrWriter)
+	// The progress line would land in the middle of the trace.
+	live := isTerminal(c.App.ErrWriter) && p.Trace == nil
 	if live {
 		p.Progress = func(done, total int, e *probe.Endpoint) {
 			fmt.Fprintf(c.App.ErrWriter, "\rprobing… %d/%d endpoints", done, total)

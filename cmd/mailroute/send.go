@@ -23,7 +23,7 @@ func sendCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "send",
 		Usage:     "send a personalised message to every recipient of a CSV list, resuming where a previous run stopped",
-		UsageText: "mailroute send --config FILE --list FILE.csv --message FILE [--html FILE] [--journal FILE] [--dry-run] [--json]",
+		UsageText: "mailroute send --config FILE --list FILE.csv --message FILE [--html FILE] [--journal FILE] [--dry-run] [--json] [--trace]",
 		Description: `The list is a CSV file with a header row; the message is a text template whose
 header fields and body use the list's columns as {{.column}}.
 
@@ -89,6 +89,7 @@ Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad i
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "longest wait for one server reply (RFC 5321 §4.5.3.2: 5m)"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, Usage: "longest wait for a TCP connect and TLS handshake; an MX that times out is tried last for the next 5 minutes"},
 			&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
+			traceFlag(),
 		},
 		Action: runSend,
 	}
@@ -138,6 +139,7 @@ func runSend(c *cli.Context) error {
 		MaxWait:      maxWait(c.Duration("max-wait")),
 		Notify:       func(msg string) { fmt.Fprintf(stderr, "mailroute: %s\n", msg) },
 		Timeouts:     send.Timeouts{Connect: c.Duration("connect-timeout"), Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},
+		Trace:        traceFromFlag(c),
 	})
 	if err != nil {
 		return sendProblem(err)
@@ -166,7 +168,8 @@ func runSend(c *cli.Context) error {
 
 	var stop func()
 	if !c.Bool("dry-run") {
-		stop = showProgress(eng, stderr, isTerminal(stderr))
+		// With --trace the progress bar would land in the middle of it.
+		stop = showProgress(eng, stderr, isTerminal(stderr) && !c.Bool("trace"))
 	}
 	rep, runErr := eng.Run(ctx)
 	if stop != nil {

@@ -96,7 +96,7 @@ func (s *chunkServer) transcript() string {
 	return s.in.String()
 }
 
-func pipeClient(t *testing.T, srv *chunkServer, caps string, tr *Trace) *Client {
+func streamClient(t *testing.T, srv *chunkServer, caps string, tr *Trace) *Client {
 	t.Helper()
 	a, b := net.Pipe()
 	go srv.serve(b, caps)
@@ -122,7 +122,7 @@ func TestStreamThreeInOneWrite(t *testing.T) {
 		}
 		return ""
 	}}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", nil)
+	c := streamClient(t, srv, "PIPELINING CHUNKING", nil)
 	if !c.CanStream() {
 		t.Fatal("CHUNKING and PIPELINING offered; CanStream false")
 	}
@@ -170,7 +170,7 @@ func TestStreamRefusedRcptInTheMiddle(t *testing.T) {
 		}
 		return ""
 	}}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", nil)
+	c := streamClient(t, srv, "PIPELINING CHUNKING", nil)
 	var after []string
 	for _, to := range []string{"a@x.test", "bad@x.test", "c@x.test"} {
 		m := txnTo(to, "x\r\n")
@@ -216,7 +216,7 @@ func TestStream421InTheMiddle(t *testing.T) {
 		}
 		return ""
 	}}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", nil)
+	c := streamClient(t, srv, "PIPELINING CHUNKING", nil)
 	for _, to := range []string{"a@x.test", "b@x.test", "c@x.test"} {
 		if err := c.Stream(txnTo(to, "x\r\n")); err != nil {
 			t.Fatal(err)
@@ -244,7 +244,7 @@ func TestStream421InTheMiddle(t *testing.T) {
 // RFC 1047), the one cut short at StageData; none is reported sent.
 func TestStreamResetInFlight(t *testing.T) {
 	srv := &chunkServer{stopAfter: 2}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", nil)
+	c := streamClient(t, srv, "PIPELINING CHUNKING", nil)
 	for _, to := range []string{"a@x.test", "b@x.test", "c@x.test"} {
 		body := "x\r\n"
 		if to == "c@x.test" {
@@ -278,7 +278,7 @@ func TestStreamBDATNotUnderstood(t *testing.T) {
 		}
 		return ""
 	}}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", nil)
+	c := streamClient(t, srv, "PIPELINING CHUNKING", nil)
 	if err := c.Stream(txnTo("a@x.test", "x\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestStreamBDATNotUnderstood(t *testing.T) {
 func TestStreamTraceHidesContent(t *testing.T) {
 	var out bytes.Buffer
 	srv := &chunkServer{}
-	c := pipeClient(t, srv, "PIPELINING CHUNKING", NewTrace(&out))
+	c := streamClient(t, srv, "PIPELINING CHUNKING", NewTrace(&out))
 	if err := c.Stream(txnTo("a@x.test", "Subject: secret plans\r\n\r\nthe body\r\n")); err != nil {
 		t.Fatal(err)
 	}

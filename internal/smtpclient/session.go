@@ -385,9 +385,14 @@ func (c *Client) Quit() {
 	// With a transaction opened the server waits for a message: QUIT would
 	// be read as one. Closing ends it without a delivery.
 	if !c.broken && c.opened == nil && len(c.stream) == 0 {
+		// Not through Cmd, which would set the whole command timeout: the
+		// reply and the hang-up get the short deadline.
 		_ = c.conn.SetDeadline(time.Now().Add(min(c.to.Command, 2*time.Second)))
-		if code, _, err := c.Cmd("QUIT"); err == nil && code == 221 {
-			_, _ = c.r.Discard(maxLine) // until EOF or the deadline
+		c.line("QUIT")
+		if c.w.Flush() == nil {
+			if code, _, err := c.readReply(); err == nil && code == 221 {
+				_, _ = c.r.Discard(maxLine) // until EOF or the deadline
+			}
 		}
 	}
 	c.Close()
@@ -462,4 +467,30 @@ func (c *counter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// Mail, Rcpt and Rset each send one command of a transaction on its own
+// and wait for its reply, for a caller that times every command and never
+// sends a message (the probe's relay measurement; send's transactions go
+// through Deliver). A reply other than 250 or 251 (RFC 5321 §4.2.2: "will
+// forward" is a yes), or a transport failure, is an *Error for the
+// command ("MAIL", "RCPT", "RSET"). The addresses must not hold line
+// breaks: the caller checks them.
+func (c *Client) Mail(from string) *Error { return c.oneStep("MAIL", "MAIL FROM:<"+from+">") }
+
+// Rcpt: see Mail.
+func (c *Client) Rcpt(to string) *Error { return c.oneStep("RCPT", "RCPT TO:<"+to+">") }
+
+// Rset: see Mail.
+func (c *Client) Rset() *Error { return c.oneStep("RSET", "RSET") }
+
+func (c *Client) oneStep(verb, line string) *Error {
+	code, msg, err := c.Cmd(line)
+	if err != nil {
+		return Classify(verb, err)
+	}
+	if code != 250 && code != 251 {
+		return Classify(verb, ReplyError(code, msg))
+	}
+	return nil
 }

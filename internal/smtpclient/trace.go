@@ -31,6 +31,13 @@ func NewTrace(w io.Writer) *Trace {
 	return &Trace{w: w}
 }
 
+// ConnectFailed traces a connection to addr that a caller made itself
+// (to time it, or to dial through its own dialer) and that failed: the
+// session that never began still shows in the trace.
+func (t *Trace) ConnectFailed(addr string, err error) {
+	t.session(addr).note("connect failed: %v", err)
+}
+
 // Hidden is what stands in the trace for a secret.
 const Hidden = "<hidden>"
 
