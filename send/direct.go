@@ -180,8 +180,8 @@ func isTemporaryDNS(err error) bool {
 // slot is taken and some sessions are idle, the one idle longest is closed
 // to make room.
 type pool struct {
-	global *Semaphore
-	domain *KeyedSemaphore
+	global *quota.Semaphore
+	domain *quota.KeyedSemaphore
 
 	mu   sync.Mutex
 	idle map[string][]*session
@@ -190,9 +190,9 @@ type pool struct {
 	wake chan struct{}
 }
 
-func newPool(global *Semaphore, perDomain int) *pool {
+func newPool(global *quota.Semaphore, perDomain int) *pool {
 	return &pool{
-		global: global, domain: NewKeyedSemaphore(perDomain),
+		global: global, domain: quota.NewKeyedSemaphore(perDomain),
 		idle: map[string][]*session{}, lru: list.New(), elem: map[*session]*list.Element{},
 		wake: make(chan struct{}),
 	}

@@ -142,7 +142,7 @@ type Engine struct {
 	// made, for the words of refusals.
 	fromDomain atomic.Pointer[string]
 	live       atomic.Int32 // workers running
-	sessions   *Semaphore
+	sessions   *quota.Semaphore
 
 	// soft is cancelled to stop taking work (Drain, a fatal error, the end
 	// of the list); hard to abort what is in flight.
@@ -229,7 +229,7 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 			return setup(err, "")
 		}
 	}
-	e.sessions = NewSemaphore(cfg.Threads)
+	e.sessions = quota.NewSemaphore(cfg.Threads)
 	e.tally = newTally()
 	e.refusals = newBreakers()
 	e.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6d61696c))

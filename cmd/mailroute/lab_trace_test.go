@@ -143,6 +143,23 @@ func TestLabTrace(t *testing.T) {
 		}
 	})
 
+	t.Run("advise", func(t *testing.T) {
+		// advise's probe, login and measurement (advisor.Run) share the trace.
+		r := mailroute(t, l, t.TempDir(), []string{"LAB_PW=" + lab.RelayPassword}, append([]string{"advise", "--json", "--trace",
+			"--timeout", "2s", "--tls-ca", l.CAFile, "--helo", labHelo, "--to", lab.AlphaDomain, "--relay", lab.RelayHost,
+			"--user", lab.RelayUser, "--password-env", "LAB_PW", "--measure", "--measure-time", "3s"}, labIdentity...)...)
+		trace := r.stderr
+		if r.code != 0 {
+			t.Fatalf("advise --trace: exit %d\n%s", r.code, trace)
+		}
+		for _, want := range []string{"-> EHLO " + labHelo, "-> AUTH PLAIN <hidden>", "<-  235 ", "-> MAIL FROM:<"} {
+			if !strings.Contains(trace, want) {
+				t.Errorf("advise's trace lacks %q:\n%s", want, trace)
+			}
+		}
+		noSecrets(t, "advise's trace", trace)
+	})
+
 	t.Run("prober login and measurement", func(t *testing.T) {
 		pem, err := os.ReadFile(l.CAFile)
 		if err != nil {

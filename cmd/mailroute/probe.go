@@ -31,6 +31,7 @@ func probeFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
 		&cli.StringSliceFlag{Name: "ip-echo", Usage: "DNS echo service `NAME[/TYPE]@SERVER` that tells this machine its public address (repeatable; default: OpenDNS and Google)"},
 		&cli.StringSliceFlag{Name: "dnsbl", Usage: "blocklist `ZONE` to look the public address up in (repeatable; default: zen.spamhaus.org)"},
+		traceFlag(),
 	}
 }
 
@@ -48,8 +49,7 @@ func probeCommand() *cli.Command {
 
 Exit status: 0 something can take mail, 1 nothing can, 2 bad input.`,
 		Flags: append(probeFlags(),
-			&cli.BoolFlag{Name: "identity", Usage: "also find this machine's public address (DNS echo services), its reverse name and blocklist listings"},
-			traceFlag()),
+			&cli.BoolFlag{Name: "identity", Usage: "also find this machine's public address (DNS echo services), its reverse name and blocklist listings"}),
 		Action: runProbe,
 	}
 }
@@ -102,7 +102,7 @@ func proberFromFlags(c *cli.Context) (*probe.Prober, probe.Request, error) {
 	if err != nil {
 		return nil, req, usage(err, "give a readable PEM file with one or more CA certificates")
 	}
-	p := &probe.Prober{Resolver: res, Timeout: timeout, Roots: roots, Helo: heloName(c.String("helo"))}
+	p := &probe.Prober{Resolver: res, Timeout: timeout, Roots: roots, Helo: heloName(c.String("helo")), Trace: traceFromFlag(c)}
 	return p, req, nil
 }
 
@@ -142,7 +142,7 @@ func heloName(flag string) string {
 	return "localhost"
 }
 
-// traceFlag is --trace, of probe and send.
+// traceFlag is --trace, of probe, advise, wizard and send.
 func traceFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "trace", Usage: "show every SMTP conversation on stderr, swaks-style (AUTH lines and message content hidden)"}
 }
@@ -160,7 +160,6 @@ func runProbe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Trace = traceFromFlag(c)
 	if c.Bool("identity") || c.IsSet("ip-echo") || c.IsSet("dnsbl") {
 		if req.IdentityOptions, err = identityFromFlags(c); err != nil {
 			return err

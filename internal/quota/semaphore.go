@@ -1,4 +1,4 @@
-package send
+package quota
 
 import (
 	"context"
@@ -6,10 +6,11 @@ import (
 )
 
 // The limits a mailing obeys are small pieces that compose (after maddy's
-// internal/limits): exact windows per rate (global, per relay account;
-// internal/quota), a semaphore for the sessions open at once, and a per-key
-// semaphore for the sessions to one recipient domain. A worker takes what it needs, in a fixed order, and
-// gives back the semaphores when its session closes.
+// internal/limits): exact windows per rate (global, per relay account:
+// window.go), a semaphore for the sessions open at once, and a per-key
+// semaphore for the sessions to one recipient domain. A send worker takes
+// what it needs, in a fixed order, and gives back the semaphores when its
+// session closes.
 
 // Semaphore bounds how many holders there are at once.
 type Semaphore struct {
