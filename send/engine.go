@@ -481,39 +481,40 @@ func (e *Engine) countRest(lr *list.Reader) {
 // resume decides what to do with a recipient the journal knows. It counts
 // the ones it leaves alone and reports whether to send.
 func (e *Engine) resume(rcpt *list.Recipient, rec *journal.Record, run uint32) bool {
-	switch rec.State {
-	case journal.StateFailed:
-		if e.opts.RetryFailed {
-			// Sent again on purpose (--retry-failed): the cause was mended.
-			return true
-		}
-		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
-		e.progress.count(rec.State, false)
-		return false
-	case journal.StateSent:
-		e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
-		e.progress.count(rec.State, false)
-		return false
-	case journal.StateDataSent:
-		if rec.Run == run {
-			return false // cannot happen: each line is read once per run
-		}
+	if rec.State == journal.StateDataSent && rec.Run == run {
+		return false // cannot happen: each line is read once per run
+	}
+	if rec.State == journal.StateDataSent {
 		// The run that wrote it died between the dot and the reply.
 		rec.State = journal.StateUnknown
 		rec.Reason = "the previous run stopped after the final dot, before the reply (RFC 1047)"
 		e.journal.Put(rcpt.Line, *rec)
-		fallthrough
-	case journal.StateUnknown:
-		if e.opts.RetryUnknown {
-			return true
-		}
-		e.tally.add(rcpt.Domain, journal.StateUnknown, rec.Reason, rec.NextAt, false, rcpt.Addr)
-		e.progress.count(journal.StateUnknown, false)
-		return false
 	}
-	// pending, sending (the dot was never written), deferred: send now. A
-	// deferred recipient is retried at once on a re-run, whatever its
-	// next_at: a user who runs the command again wants it tried.
+	if e.sendsAgain(rec.State) {
+		return true
+	}
+	e.tally.add(rcpt.Domain, rec.State, rec.Reason, rec.NextAt, false, rcpt.Addr)
+	e.progress.count(rec.State, false)
+	return false
+}
+
+// sendsAgain is the resume rule, one place for the run and the dry run:
+// whether a recipient whose journal record is in state st is sent by this
+// run. Sent never is; failed only with --retry-failed (the cause was
+// mended); unknown (and data_sent left by a run that died) only with
+// --retry-unknown; pending, sending (the dot was never written) and
+// deferred are sent now. A deferred recipient is retried at once on a
+// re-run, whatever its next_at: a user who runs the command again wants
+// it tried.
+func (e *Engine) sendsAgain(st journal.State) bool {
+	switch st {
+	case journal.StateSent:
+		return false
+	case journal.StateFailed:
+		return e.opts.RetryFailed
+	case journal.StateUnknown, journal.StateDataSent:
+		return e.opts.RetryUnknown
+	}
 	return true
 }
 

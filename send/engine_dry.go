@@ -96,8 +96,7 @@ func (e *Engine) dryRun() (*Report, error) {
 			if err != nil {
 				return nil, &Error{Err: err, Setup: true}
 			}
-			if ok && (rec.State == journal.StateSent || rec.State == journal.StateFailed ||
-				(rec.State == journal.StateUnknown || rec.State == journal.StateDataSent) && !e.opts.RetryUnknown) {
+			if ok && !e.sendsAgain(rec.State) { // the run's own rule (engine.go)
 				plan.AlreadyDone++
 				continue
 			}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailroute/mailroute/send/journal"
+	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+
+	"github.com/mailroute/mailroute/send/journal"
 )
 
 // The tally fills the report that cmd/mailroute writes as text
@@ -75,5 +77,36 @@ func TestDryRunDirect(t *testing.T) {
 	}
 	if !slices.ContainsFunc(rep.Reasons, func(x ReasonCount) bool { return strings.Contains(x.Reason, "null MX") }) {
 		t.Errorf("reasons %+v lack the null MX", rep.Reasons)
+	}
+}
+
+// The dry run counts what the run would send by the run's own resume rule
+// (Engine.sendsAgain): a failed recipient is already done, unless
+// --retry-failed, which the dry run used to ignore.
+func TestDryRunFollowsTheResumeRule(t *testing.T) {
+	f := newFakeServer(t, nil, false)
+	f.onRcpt = func(_ *smtp.Conn, to string, _ int) error {
+		if to == "user1@example.test" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}
+	m := newMailing(t, f.addr, addrs(3, "example.test")...)
+	if rep, err := m.run(t); err != nil || rep.Counts.Failed != 1 || rep.Counts.Sent != 2 {
+		t.Fatalf("first run: %v %+v", err, rep)
+	}
+	for _, retry := range []bool{false, true} {
+		m.opts.DryRun, m.opts.RetryFailed = true, retry
+		rep, err := m.run(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if retry {
+			want = 1
+		}
+		if p := rep.Plan; p.WouldSend != want || p.AlreadyDone != 3-want {
+			t.Errorf("--retry-failed %v: would send %d, already done %d; want %d and %d", retry, p.WouldSend, p.AlreadyDone, want, 3-want)
+		}
 	}
 }
