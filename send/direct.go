@@ -323,11 +323,11 @@ func (e *Engine) directWorker(ctx context.Context) {
 			return
 		}
 		j.target = j.rcpt.Domain
-		if v, _ := e.refusals.paused(j.target); v != nil {
+		if v, _ := e.refusals.Paused(j.target); v != nil {
 			// The domain's MX refused the sender too often: the recipient
 			// waits for a re-run, unasked.
 			tok.Cancel()
-			e.refusals.hold(j.target, v)
+			e.refusals.Hold(j.target, v)
 			j.rec.Reason = e.sentence(j.target, v)
 			e.putBack(j)
 			continue

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
+	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
@@ -135,7 +136,7 @@ type Engine struct {
 	global   *quota.Limiter // the mailing's rate (cfg.Rate); nil: none
 	ledgers  []*quota.Ledger
 	hold     holdState
-	refusals *breakers
+	refusals *replies.Breakers
 	// streamed and maxInFlight are for the report (stream.go).
 	streamed, maxInFlight atomic.Int64
 	// fromDomain is the envelope sender's domain, from the first message
@@ -195,20 +196,15 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		return nil, &Error{Err: err, Hint: hint, Setup: true}
 	}
 	cfg.ApplyDefaults() // config.Load did it already; a Config made in code may not have
-	if err := cfg.Validate(); err != nil {
+	var err error
+	if err = cfg.Validate(); err != nil {
 		return setup(err, "")
 	}
-	e.helo = cfg.Helo
-	if e.helo == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			return setup(fmt.Errorf("no helo set and the host name is unknown: %v", err), "set helo in the config")
-		}
-		e.helo = h
+	if e.helo, err = heloName(cfg); err != nil {
+		return setup(err, "set helo in the config")
 	}
 	// The template first: the list check needs to know which fields go
 	// into header fields, where a line break makes the row bad.
-	var err error
 	if e.tmpl, err = message.LoadTemplate(opts.TextPath, opts.HTMLPath); err != nil {
 		return setup(err, "")
 	}
@@ -231,9 +227,22 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 	}
 	e.sessions = quota.NewSemaphore(cfg.Threads)
 	e.tally = newTally()
-	e.refusals = newBreakers()
+	e.refusals = replies.NewBreakers()
 	e.rnd = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6d61696c))
 	return e, nil
+}
+
+// heloName is the name said in EHLO: the config's helo, else this
+// machine's host name.
+func heloName(cfg *config.Config) (string, error) {
+	if cfg.Helo != "" {
+		return cfg.Helo, nil
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "", fmt.Errorf("no helo set and the host name is unknown: %v", err)
+	}
+	return h, nil
 }
 
 // Drain stops taking recipients; transactions in flight may finish within

@@ -89,7 +89,7 @@ func (e *Engine) interpret(ctx context.Context, s *session, reply string, st smt
 	}
 	se := smtpclient.Classify("DATA", err)
 	res := result{reason: se.Error(), code: se.Code, drop: s.Broken(), se: se}
-	v, isReply := classify(se)
+	v, isReply := replies.OfError(se)
 	if isReply {
 		res.verdict = &v
 	}
@@ -185,14 +185,14 @@ func (e *Engine) holdBack(j *job, res result) {
 	j.rec.Reason, j.rec.NextAt = res.reason, time.Time{}
 	// Recorded before the retry queue may hand the job to another worker.
 	e.markPending(j)
-	v, _ := e.refusals.paused(j.target)
+	v, _ := e.refusals.Paused(j.target)
 	delay := e.backoff(j.tries)
 	if v == nil && !res.se.Permanent && e.soft.Err() == nil && j.tries < e.cfg.Retry.Attempts &&
 		now.Add(delay).Sub(j.firstTry) <= time.Duration(e.cfg.Retry.Within) && e.retry.push(j, now.Add(delay)) {
 		e.progress.retrying.Add(1)
 		return
 	}
-	e.refusals.hold(j.target, res.verdict)
+	e.refusals.Hold(j.target, res.verdict)
 	e.finish(j, journal.StatePending, j.rec.Reason)
 }
 

@@ -137,7 +137,7 @@ func TestLabSenderProblem(t *testing.T) {
 		t.Fatalf("exit %d counts %+v reasons %+v\n%s", code, rep.Counts, rep.Reasons, stderr)
 	}
 	asked := refusals()
-	// breakerAfter (3) in a row, plus what the second session had in flight.
+	// replies.BreakerAfter (3) in a row, plus what the second session had in flight.
 	if asked < 3 || asked > 4 {
 		t.Errorf("the MX was asked %d times for 40 recipients; want 3 (or 4 with two sessions)", asked)
 	}

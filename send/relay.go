@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/quota"
+	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/send/journal"
 )
@@ -241,7 +242,7 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			tok.Done(e.now())
 			e.counted(t.name, &res)
 			if res.held {
-				if v, se := e.refusals.paused(t.name); v != nil {
+				if v, se := e.refusals.Paused(t.name); v != nil {
 					t.markDown(se) // a breaker opened: the relay is left alone
 				}
 			}
@@ -286,9 +287,9 @@ func (e *Engine) relayLost(j *job, t *relayTarget, err error) {
 // that opened its breaker, in words, or the failure that took it down.
 func (e *Engine) relayDown(t *relayTarget, err error) *Error {
 	se := smtpclient.Classify("connect", err)
-	if v, _ := e.refusals.paused(t.name); v != nil {
+	if v, _ := e.refusals.Paused(t.name); v != nil {
 		return &Error{
-			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), breakerAfter, se),
+			Err:  fmt.Errorf("relay %s: %s, %d times in a row (%s); left alone for this run", t.name, e.sentence(t.name, v), replies.BreakerAfter, se),
 			Hint: v.Fix + "; recipients not sent are still pending: run the same command again once it is mended",
 		}
 	}

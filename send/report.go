@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/internal/replies"
 	"github.com/mailroute/mailroute/send/journal"
 )
 
@@ -48,7 +49,7 @@ type Report struct {
 	Plan              *Plan    `json:"plan,omitempty"` // dry run only
 	// Refusals counts every refusal a relay or MX made in this run, by
 	// target and cause, retried or not, with what it means and the fix.
-	Refusals []Refusal `json:"refusals,omitempty"`
+	Refusals []replies.Refusal `json:"refusals,omitempty"`
 	// Streamed is how many transactions went with BDAT, several in flight
 	// per session (stream.go); MaxInFlight the most in flight at once on
 	// one session.
@@ -236,7 +237,7 @@ func (e *Engine) report(start time.Time) *Report {
 	if e.fatal != nil {
 		rep.Error, rep.Hint = e.fatal.Error(), e.fatal.Hint
 	}
-	rep.Refusals = e.refusals.report()
+	rep.Refusals = e.refusals.Report()
 	rep.Streamed, rep.MaxInFlight = int(e.streamed.Load()), int(e.maxInFlight.Load())
 	return rep
 }

@@ -2,16 +2,19 @@ package send
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/mailroute/mailroute/internal/address"
 	"github.com/mailroute/mailroute/internal/config"
+	"github.com/mailroute/mailroute/internal/quota"
+	"github.com/mailroute/mailroute/internal/replies"
+	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/list"
+	"github.com/mailroute/mailroute/send/message"
 )
 
 // Single is one message to one address, for a test before a mailing (the
@@ -25,6 +28,7 @@ type Single struct {
 	// else /etc/resolv.conf.
 	Resolver MXResolver
 	Timeouts Timeouts
+	Trace    *smtpclient.Trace // the conversation, secrets hidden (--trace)
 }
 
 // SingleResult is what became of a Single.
@@ -37,97 +41,88 @@ type SingleResult struct {
 	Elapsed time.Duration
 }
 
-// SendSingle sends m the way a mailing would (the same Engine, sessions,
-// TLS and login), through a one-row list and a journal in a temporary
-// directory that is removed afterwards. There is one attempt: a temporary
+// SendSingle sends m the way a mailing would: one call of the mode's
+// deliverer (deliver.go), so the same sessions, TLS, login and reply
+// policy, with no list and no journal. There is one attempt: a temporary
 // failure is reported as deferred at once rather than retried for the
-// config's retry.within, because a person is waiting for the answer.
+// config's retry.within, because a person is waiting for the answer. No
+// rate applies and the quota ledger is not written: one message.
 //
 // cfg is not modified. A relay's password comes from cfg as usual; a caller
 // holding the password in memory sets Relay.Password on a copy. Errors are
-// *Error, as from New and Engine.Run: setup errors (nothing was sent) and
-// run errors such as a refused login.
+// *Error: setup errors (nothing was sent; Setup set) and a relay that
+// could not be used, such as a refused login, with the relay's words.
 func SendSingle(ctx context.Context, cfg *config.Config, m Single) (*SingleResult, error) {
+	setup := func(err error) (*SingleResult, error) { return nil, &Error{Err: err, Setup: true} }
+	for _, h := range []struct{ name, v string }{{"From", m.From}, {"To", m.To}, {"Subject", m.Subject}} {
+		if strings.ContainsAny(h.v, "\r\n") {
+			return setup(fmt.Errorf("%s contains a line break", h.name))
+		}
+	}
 	c := *cfg
 	c.Relay = append([]config.Relay(nil), cfg.Relay...)
 	c.Threads, c.Rate = 1, nil
 	for i := range c.Relay {
 		c.Relay[i].Threads, c.Relay[i].Rate = 0, nil
 	}
-	c.Retry.Attempts = 1
-
-	dir, err := os.MkdirTemp("", "mailroute-single-*")
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return setup(err)
+	}
+	addr, domain, why := address.Normalize(m.To)
+	if why != "" {
+		return setup(fmt.Errorf("%s: %s", m.To, why))
+	}
+	// The text is made literal for the template engine: "{{" would
+	// otherwise start an action.
+	literal := func(s string) string { return strings.ReplaceAll(s, "{{", `{{"{{"}}`) }
+	tmpl, err := message.ParseTemplate("the test message",
+		fmt.Sprintf("From: %s\nSubject: %s\n\n%s", literal(m.From), literal(m.Subject), literal(m.Text)))
 	if err != nil {
-		return nil, &Error{Err: err, Setup: true}
+		return setup(err)
 	}
-	defer os.RemoveAll(dir)
-	list, msg := filepath.Join(dir, "list.csv"), filepath.Join(dir, "message.txt")
-	if err := writeSingle(list, msg, m); err != nil {
-		return nil, &Error{Err: err, Setup: true}
+	if err := tmpl.SetUnsubscribe(c.Unsubscribe); err != nil {
+		return setup(err)
 	}
+	e := &Engine{cfg: &c, opts: Options{Resolver: m.Resolver, Timeouts: m.Timeouts.WithDefaults(), Trace: m.Trace},
+		now: time.Now, tmpl: tmpl, hard: ctx, soft: ctx, tally: newTally(), refusals: replies.NewBreakers(), sessions: quota.NewSemaphore(1)}
+	if e.helo, err = heloName(&c); err != nil {
+		return setup(err)
+	}
+	if c.DKIM != nil {
+		if e.signer, err = message.NewSigner(c.DKIM); err != nil {
+			return setup(err)
+		}
+	}
+	if err := e.prepareTargets(); err != nil {
+		return nil, err
+	}
+	rcpt := &list.Recipient{Line: 2, Email: m.To, Addr: addr, Domain: domain, Fields: map[string]string{"email": m.To}}
+	r, err := tmpl.Render(rcpt, message.RenderOptions{Now: e.now(), Signer: e.signer})
+	if err != nil {
+		return setup(err)
+	}
+	from := c.From
+	if from == "" {
+		from = r.From
+	}
+	d := e.deliverer()
+	defer d.close()
 	start := time.Now()
-	e, err := New(&c, Options{ListPath: list, TextPath: msg, Resolver: m.Resolver, Timeouts: m.Timeouts})
-	if err != nil {
-		return nil, err
-	}
-	rep, err := e.Run(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res := &SingleResult{State: journal.StatePending, Elapsed: time.Since(start)}
-	meta, err := e.journalMeta()
-	if err != nil {
-		return nil, &Error{Err: err}
-	}
-	j, err := journal.OpenReadOnly(e.opts.JournalPath, meta)
-	if err != nil {
-		return nil, &Error{Err: err}
-	}
-	defer j.Close()
-	err = j.Each(func(_ int, rec journal.Record) error {
-		res.State, res.Reply = rec.State, rec.Reason
-		return nil
-	})
-	if err != nil {
-		return nil, &Error{Err: err}
-	}
-	if res.State == journal.StatePending && res.Reply != "" && len(rep.Refusals) > 0 {
+	res := d.deliver(ctx, &job{rcpt: rcpt}, &txn{From: from, To: addr, Data: r.Data})
+	out := &SingleResult{State: res.state, Reply: res.reason, Elapsed: time.Since(start)}
+	switch {
+	case res.relayFault != nil:
+		return nil, e.relayDown(e.relays[0], res.relayFault)
+	case res.held:
 		// Held back by a refusal that is not the recipient's fault: for
 		// one message that is its outcome, with the server's words.
-		res.State = journal.StateDeferred
-		if rep.Refusals[0].Code >= 500 {
-			res.State = journal.StateFailed
+		out.State = journal.StateDeferred
+		if res.se != nil && res.se.Permanent {
+			out.State = journal.StateFailed
 		}
-		return res, nil
+	case res.interrupted:
+		return nil, &Error{Err: errors.New("the send was stopped before the server answered")}
 	}
-	if res.State == journal.StatePending || res.State == journal.StateSending {
-		// Not tried to the end: the run was stopped.
-		why := "the send was stopped before the server answered"
-		if rep.Error != "" {
-			why = rep.Error
-		}
-		return nil, &Error{Err: errors.New(why), Hint: rep.Hint}
-	}
-	return res, nil
-}
-
-// writeSingle writes the one-row list and the message file. The text is
-// made literal for the template engine: "{{" would otherwise start an action.
-func writeSingle(listPath, msgPath string, m Single) error {
-	for _, h := range []struct{ name, v string }{{"From", m.From}, {"To", m.To}, {"Subject", m.Subject}} {
-		if strings.ContainsAny(h.v, "\r\n") {
-			return fmt.Errorf("%s contains a line break", h.name)
-		}
-	}
-	var b strings.Builder
-	w := csv.NewWriter(&b)
-	_ = w.Write([]string{"email"})
-	_ = w.Write([]string{m.To})
-	w.Flush()
-	if err := os.WriteFile(listPath, []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	literal := func(s string) string { return strings.ReplaceAll(s, "{{", `{{"{{"}}`) }
-	text := fmt.Sprintf("From: %s\nSubject: %s\n\n%s", literal(m.From), literal(m.Subject), literal(m.Text))
-	return os.WriteFile(msgPath, []byte(text), 0o600)
+	return out, nil
 }

@@ -180,7 +180,7 @@ func (e *Engine) afterRelay(t *relayTarget, w *worker, j *job, res result) {
 	}
 	e.counted(t.name, &res)
 	if res.held {
-		if v, se := e.refusals.paused(t.name); v != nil {
+		if v, se := e.refusals.Paused(t.name); v != nil {
 			t.markDown(se)
 		}
 	}

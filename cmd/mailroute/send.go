@@ -90,6 +90,9 @@ Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad i
 			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, Usage: "longest wait for a TCP connect and TLS handshake; an MX that times out is tried last for the next 5 minutes"},
 			&cli.BoolFlag{Name: "json", Usage: "print the whole report as JSON on stdout"},
 			traceFlag(),
+			// Hidden: for comparing DATA with streaming (.ci/bench); a relay
+			// that misbehaves with BDAT is met with DATA on its own.
+			&cli.BoolFlag{Name: "no-streaming", Hidden: true, Usage: "one transaction in flight per session, with DATA, even where the relay offers CHUNKING"},
 		},
 		Action: runSend,
 	}
@@ -136,6 +139,7 @@ func runSend(c *cli.Context) error {
 		NewRun:       c.Bool("new-run"),
 		RetryUnknown: c.Bool("retry-unknown"),
 		RetryFailed:  c.Bool("retry-failed"),
+		NoStreaming:  c.Bool("no-streaming"),
 		MaxWait:      maxWait(c.Duration("max-wait")),
 		Notify:       func(msg string) { fmt.Fprintf(stderr, "mailroute: %s\n", msg) },
 		Timeouts:     send.Timeouts{Connect: c.Duration("connect-timeout"), Command: c.Duration("timeout"), Data: 2 * c.Duration("timeout")},

@@ -102,21 +102,11 @@ func LoadTemplate(textPath, htmlPath string) (*Template, error) {
 	if err != nil {
 		return nil, err
 	}
-	text := strings.ReplaceAll(strings.TrimPrefix(string(data), "\ufeff"), "\r\n", "\n")
-	t := &Template{textPath: textPath, htmlPath: htmlPath}
-	bodyLine, err := t.parseHeaders(text)
+	t, err := ParseTemplate(textPath, string(data))
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.SplitAfterN(text, "\n", bodyLine)
-	body := ""
-	if len(lines) == bodyLine {
-		body = lines[bodyLine-1]
-	}
-	if t.body, err = parseText(textPath, body, bodyLine); err != nil {
-		return nil, err
-	}
-	t.addRefs(t.body.Tree, nil)
+	t.htmlPath = htmlPath
 	if htmlPath != "" {
 		h, err := os.ReadFile(htmlPath)
 		if err != nil {
@@ -128,6 +118,27 @@ func LoadTemplate(textPath, htmlPath string) (*Template, error) {
 		}
 		t.addRefs(t.html.Tree, nil)
 	}
+	return t, nil
+}
+
+// ParseTemplate is LoadTemplate's text part from a string; name stands for
+// the file in errors.
+func ParseTemplate(name, text string) (*Template, error) {
+	text = strings.ReplaceAll(strings.TrimPrefix(text, "\ufeff"), "\r\n", "\n")
+	t := &Template{textPath: name}
+	bodyLine, err := t.parseHeaders(text)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.SplitAfterN(text, "\n", bodyLine)
+	body := ""
+	if len(lines) == bodyLine {
+		body = lines[bodyLine-1]
+	}
+	if t.body, err = parseText(name, body, bodyLine); err != nil {
+		return nil, err
+	}
+	t.addRefs(t.body.Tree, nil)
 	return t, nil
 }
 
