@@ -239,7 +239,7 @@ func summary(rec *Recommendation) string {
 
 // port25 says whether port 25 reaches the recipients' MX hosts without
 // interception: every domain with MX endpoints has a usable one, and no MX
-// host is intercepted (design.md "Interception").
+// host is intercepted (README "Design: interception").
 func port25(rep *probe.Report) (bool, string) {
 	var hosts, usable, intercepted []string
 	verdicts := map[probe.Verdict]int{}

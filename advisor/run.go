@@ -10,8 +10,8 @@ import (
 // The one order of a recommendation, for mailroute advise and the wizard
 // alike: probe, log in to the relay, measure its limits, decide. The
 // network is probe's: Run calls it and decides from what it reports
-// (docs: design.md, "advisor decides and never touches the network itself;
-// it calls probe for measurements").
+// (README "Design: architecture": the advisor decides and never touches the
+// network itself; it calls probe for measurements).
 
 // Inputs are what Run works from.
 type Inputs struct {

@@ -62,7 +62,8 @@ func (p *Prober) discover(ctx context.Context, domain string) []*Relay {
 
 // MXHosts looks up domain's MX host names, within the connect timeout: the
 // advisor matches the provider catalog by them (MX *.google.com means
-// Google, whatever the domain) and does no DNS itself (docs: design.md).
+// Google, whatever the domain) and does no DNS itself (README "Design:
+// architecture").
 func (p *Prober) MXHosts(ctx context.Context, domain string) ([]string, error) {
 	timeout := p.Timeout
 	if timeout <= 0 {

@@ -221,7 +221,7 @@ func mechanisms(s string) []string {
 	return f
 }
 
-// connectVerdict classifies a failed connect (see design.md "Words").
+// connectVerdict classifies a failed connect (README "Design: words").
 func connectVerdict(err error) (Verdict, string) {
 	var errno syscall.Errno
 	switch {

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// judgeInterception applies design.md "Interception" to the open port-25 MX
+// judgeInterception applies README "Design: interception" to the open port-25 MX
 // endpoints. An ISP that intercepts port 25 answers connections to many MX
 // hosts itself; but on the internet many honest MX hosts greet with, or
 // present a certificate for, another name (shared hosting, a provider's

@@ -13,8 +13,8 @@ import (
 // hosts it names, and, in the human report, one line per policy; advise
 // says what that means for direct delivery. delta's MX is the lab Postfix
 // under a name its certificate lacks: a shared server, not interception
-// (its certificate's name resolves to the address that answered, design.md
-// "Interception"), whose certificate cannot meet the policy.
+// (its certificate's name resolves to the address that answered, README
+// "Design: interception"), whose certificate cannot meet the policy.
 func TestLabProbeMTASTS(t *testing.T) {
 	const delta = lab.DeltaDomain
 	dns := append(lab.MTASTSDNS(lab.AlphaDomain, "20261128"), lab.MTASTSDNS(delta, "7")...)

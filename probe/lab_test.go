@@ -136,7 +136,7 @@ func TestLabProbe(t *testing.T) {
 			if e.Verdict != probe.Intercepted || e.BannerHost != lab.ISPHost || len(e.Evidence) != 3 {
 				t.Fatalf("%s: %s banner %q evidence %q", dom, e.Verdict, e.BannerHost, e.Evidence)
 			}
-			// design.md "Interception": the shared unconfirmed identity
+			// README "Design: interception": the shared unconfirmed identity
 			// decides; the foreign certificate and greeting are notes.
 			if !strings.Contains(e.Evidence[0], "(greeting as "+lab.ISPHost+") answers for the MX hosts of 2 unrelated domains") ||
 				!strings.Contains(e.Evidence[1], "certificate is for "+lab.ISPHost) ||

@@ -6,7 +6,7 @@ import "strings"
 // an MX host under one of MXDomains answers, when it is really the
 // provider's, with a greeting and a certificate under IdentityDomains. One
 // of them answering as nobody of the provider's is corroborating evidence of
-// interception (design.md "Interception").
+// interception (README "Design: interception").
 type provider struct {
 	Name string
 	// MXDomains are the registered domains of the provider's MX host names.

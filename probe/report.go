@@ -10,7 +10,8 @@ import (
 	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
-// Verdict is what happened when connecting to an endpoint (see design.md).
+// Verdict is what happened when connecting to an endpoint (README
+// "Design: words").
 type Verdict string
 
 const (
@@ -137,7 +138,7 @@ type Endpoint struct {
 	Notes    []string `json:"notes,omitempty"`
 	// Signals are every observation for or against interception on this
 	// endpoint, each with its weight, so the verdict can be audited
-	// (design.md "Interception"; intercept.go has the rule).
+	// (README "Design: interception"; intercept.go has the rule).
 	Signals []Signal `json:"signals,omitempty"`
 	// Path is where port 25 stops on the way, for a filtered MX endpoint
 	// (trace.go).
@@ -212,7 +213,7 @@ const (
 	SignalTiming           SignalKind = "timing"               // port 25's handshake against another port's (timing.go)
 )
 
-// Weight is how much a Signal counts. The rule (design.md "Interception"):
+// Weight is how much a Signal counts. The rule (README "Design: interception"):
 // an endpoint is intercepted when it has a Corroborating signal and no
 // Genuine one; Note signals never decide alone.
 type Weight string

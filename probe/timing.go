@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Timing as evidence of interception (design.md "Interception"): a TCP
+// Timing as evidence of interception (README "Design: interception"): a TCP
 // handshake takes one round trip to whoever answers it. When port 25 of an
 // address completes far sooner than another port of the same address,
 // something nearer than that address answered port 25: a transparent proxy

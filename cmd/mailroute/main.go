@@ -1,6 +1,6 @@
 // Command mailroute finds out why a machine can't send email, configures
 // the way that works, and sends. The packages do the work; this command
-// wires flags, prints, and exits with design.md's codes.
+// wires flags, prints, and exits with the codes of README "Design: CLI contract".
 package main
 
 import (
@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes (design.md "CLI contract").
+// Exit codes (README "Design: CLI contract").
 const (
 	exitOK      = 0 // success
 	exitProblem = 1 // the job ran and found a problem

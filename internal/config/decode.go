@@ -201,7 +201,7 @@ func (d *keyDecoder) value(p toml.Primitive, fv reflect.Value, path string) {
 		d.table(sh.Elem(), target, path+".")
 		return
 	case ft.Kind() == reflect.Slice && isTable(ft.Elem()):
-		// relay: one [relay] table (design.md) or several [[relay]].
+		// relay: one [relay] table or several [[relay]] (README "Design: words").
 		var elems []toml.Primitive
 		if isMap(shape) {
 			elems = []toml.Primitive{p}

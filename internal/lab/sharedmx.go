@@ -20,7 +20,7 @@ import (
 
 // The shared MX: one more Postfix instance ("shared") that plays the mail servers of a
 // hosting company, the shapes that a naive interception rule mistakes for an ISP
-// (design.md "Interception"):
+// (README "Design: interception"):
 //
 //   - shared hosting: one server on two addresses serves three domains with one certificate,
 //     for SharedMXHost only: open.example (its own MX), shop.example (implicit MX on the same

@@ -6,7 +6,7 @@ import (
 
 // Duplicate rows (the same mailbox twice) are found in memory that does not
 // grow with the list, so that a ten-million-row list costs what a small one
-// does (design.md: "memory does not grow with list size"):
+// does (README "Design: architecture": memory does not grow with the list):
 //
 //  1. a first pass puts every address's 64-bit hash in a fixed-size Bloom
 //     filter; a hash the filter says it has seen becomes a candidate;
