@@ -25,7 +25,8 @@ import (
 // Crash guarantee (README "Design: the journal"): a transaction's record
 // says data_sent, on disk, before a byte of it is written, so after kill
 // -9 a recipient in flight is "unknown", never sent twice. Per session that
-// is at most maxInFlight in flight plus the maxLookahead taken ahead. A
+// is at most maxInFlight in flight, the maxLookahead taken ahead and the
+// one being made ready: 32 + 16 + 1. A
 // run that ends any other way reads every reply in flight first.
 //
 // Streaming is off under a rate limit: the limit sets the pace, not the

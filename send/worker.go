@@ -23,7 +23,7 @@ import (
 // K is no larger than that takes: the worker keeps it at the journal's
 // commit latency (its pace plus a commit, see Journal.Latency) over its own
 // time per message, plus two for jitter (wantAhead). With a relay across
-// the internet a transaction outlasts a commit and K is 1 or 2; with a
+// the internet a transaction outlasts a commit and K is 2 or 3; with a
 // sink on loopback, 4,000 messages a second per session, it is about 10.
 //
 // The price is paid only in a crash (kill -9, power loss): the recipients

@@ -72,7 +72,7 @@ Examples:
      bob@example.org,Bob
                             Hi {{.name}}, ...
 
-Exit status: 0 all sent, 1 some failed or are still deferred or unknown, 2 bad input (nothing sent).`,
+Exit status: 0 all sent, 1 some failed or are still deferred, unknown or pending (or the run stopped), 2 bad input (nothing sent).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "mailing configuration `FILE` (TOML; see 'mailroute config describe')"},
 			&cli.StringFlag{Name: "list", Usage: "recipients `FILE.csv` with a header row"},

@@ -24,7 +24,7 @@ type TLSMode string
 const (
 	TLSImplicit      TLSMode = "implicit"      // TLS from the first byte (port 465, RFC 8314)
 	TLSStartTLS      TLSMode = "starttls"      // STARTTLS required; fail if not offered
-	TLSOpportunistic TLSMode = "opportunistic" // STARTTLS when offered; plaintext retry only when the handshake fails
+	TLSOpportunistic TLSMode = "opportunistic" // STARTTLS when offered; plaintext when not offered, refused (454), or the handshake fails (retried)
 	TLSNone          TLSMode = "none"          // never TLS
 )
 

@@ -14,10 +14,8 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// The pieces of an SMTP client that the probe's relay session (exact
-// timings, no lazy TLS) and the sender's session (PIPELINING) share. Both
-// talk SMTP themselves because go-smtp's client hides or adds what they
-// need; see probe/session.go and send/session.go.
+// Reading replies, and the SASL exchange: the pieces under Client
+// (session.go) that are plain functions of a reader or a command.
 
 // MaxReplyLines bounds a multi-line reply; an EHLO reply has a dozen lines.
 const MaxReplyLines = 100

@@ -1,6 +1,9 @@
-// Package smtpclient holds what the probe and the sender both need around go-smtp:
-// a connection wrapper that keeps the server's words go-smtp throws away and
-// bounds every read by a context, and one classifiable SMTP error.
+// Package smtpclient is the one SMTP client of mailroute (README "Design:
+// architecture"): Client (session.go) with its lifecycle, transactions with
+// PIPELINING (txn.go) and BDAT streaming (bdat.go), the trace (trace.go);
+// the connection wrapper here, which keeps what the server sent before TLS
+// and bounds every read by a context; and one classifiable error (errors.go).
+// go-smtp is used for its error type only.
 package smtpclient
 
 import (
