@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // postfix is one Postfix instance of the lab ("mx", "relay" or "isp"), with everything in
@@ -381,40 +382,23 @@ func (l *Lab) greeting(ctx context.Context, addr, host string, tc *tls.Config) e
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
+	opts := smtpclient.Options{Addr: addr, ServerName: host, TLSConfig: tc}
 	if tc != nil {
-		tlsConn := tls.Client(c, tc)
-		if err := tlsConn.HandshakeContext(ctx); err != nil {
+		opts.TLS = smtpclient.Implicit
+	}
+	cl := smtpclient.New(ctx, c, opts)
+	defer cl.Close()
+	if tc != nil {
+		if err := cl.Handshake(ctx); err != nil {
 			return err
 		}
-		c = tlsConn
 	}
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("reading greeting: %w", err)
-		}
-		if !strings.HasPrefix(line, "220") {
-			return fmt.Errorf("greeting %q", strings.TrimSpace(line))
-		}
-		if len(line) > 3 && line[3] == '-' {
-			continue
-		}
-		if !strings.Contains(line, " "+host+" ") {
-			return fmt.Errorf("greeting %q does not name %s", strings.TrimSpace(line), host)
-		}
-		break
+	if err := cl.Greet(); err != nil {
+		return fmt.Errorf("greeting: %w", err)
 	}
-	if _, err := c.Write([]byte("QUIT\r\n")); err != nil {
-		return err
+	if g := cl.Greeting.String(); !strings.Contains(g, " "+host+" ") {
+		return fmt.Errorf("greeting %q does not name %s", g, host)
 	}
-	for {
-		if _, err := r.ReadString('\n'); err != nil {
-			return nil // EOF (or a TLS close): the session is over
-		}
-	}
+	cl.Quit() // waits briefly for the server to close
+	return nil
 }

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/mailroute/mailroute/internal/smtpclient"
 )
 
 // RestrictMX makes the Postfix MX refuse on purpose, as receivers do:
@@ -92,38 +93,32 @@ func accessRule(check string, m map[string]string) string {
 }
 
 // rcptReply opens a plain session to the MX and returns its reply to RCPT
-// TO for from → to (the transaction is then reset; nothing is sent).
+// TO for from → to (the session is then closed; nothing is sent).
 func (l *Lab) rcptReply(ctx context.Context, from, to string) (string, error) {
-	c, err := l.Dial(ctx, "tcp", net.JoinHostPort(MXAddr, "25"))
+	addr := net.JoinHostPort(MXAddr, "25")
+	conn, err := l.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	read := func() (string, error) {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if len(line) < 4 || line[3] != '-' {
-				return strings.TrimSpace(line), nil
-			}
-		}
-	}
-	if _, err := read(); err != nil {
+	c := smtpclient.New(ctx, conn, smtpclient.Options{Addr: addr, Helo: "lab.example",
+		Timeouts: smtpclient.Timeouts{Connect: 5 * time.Second, Command: 5 * time.Second}})
+	defer c.Quit()
+	if err := c.Open(ctx); err != nil {
 		return "", err
 	}
-	var reply string
-	for _, cmd := range []string{"EHLO lab.example", "MAIL FROM:<" + from + ">", "RCPT TO:<" + to + ">"} {
-		if _, err := fmt.Fprintf(c, "%s\r\n", cmd); err != nil {
-			return "", err
-		}
-		if reply, err = read(); err != nil {
-			return "", err
-		}
+	if err := c.Mail(from); err != nil {
+		return replyOf(err), nil
 	}
-	fmt.Fprintf(c, "QUIT\r\n")
-	return reply, nil
+	if err := c.Rcpt(to); err != nil {
+		return replyOf(err), nil
+	}
+	return "250", nil
+}
+
+// replyOf is a refusal as the server wrote it: code, enhanced code, words.
+func replyOf(err *smtpclient.Error) string {
+	if !err.Reply() {
+		return err.Error()
+	}
+	return strings.TrimSpace(fmt.Sprintf("%d %s %s", err.Code, err.Enhanced, err.Message))
 }
