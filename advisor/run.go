@@ -25,9 +25,7 @@ type Inputs struct {
 	// wizard then goes on without asking for a login.
 	OrNoLogin bool
 	// Decide is what the user told, for Decide. Run fills in Report and
-	// FromMX; an empty User becomes the login accepted at the relay, and
-	// without a user PasswordEnv and PasswordCmd are dropped (they are the
-	// login's).
+	// FromMX; an empty User becomes the login accepted at the relay.
 	Decide Input
 }
 
@@ -117,9 +115,6 @@ func Run(ctx context.Context, in Inputs, h Hooks) (*Result, error) {
 	d.Report = rep
 	if d.User == "" && res.Cred != nil {
 		d.User = res.Cred.User
-	}
-	if d.User == "" {
-		d.PasswordEnv, d.PasswordCmd = "", ""
 	}
 	d.FromMX = SenderMX(ctx, p, rep, d.FromDomain)
 	res.Recommendation = Decide(d)

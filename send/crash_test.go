@@ -1,10 +1,14 @@
 package send
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,6 +50,7 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 	blocked, seen := 0, 0
 	var released atomic.Bool
 	release := make(chan struct{})
+	frozen := make(chan struct{}) // closed when every session waits for its reply
 	f.onData = func(_ *smtp.Conn, to string, _ int) error {
 		mu.Lock()
 		dots[to]++
@@ -53,6 +58,9 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 		freeze := !released.Load() && seen > freezeAt
 		if freeze {
 			blocked++
+			if blocked == threads {
+				close(frozen)
+			}
 		}
 		mu.Unlock()
 		if freeze {
@@ -71,27 +79,53 @@ func TestCrashFalseUnknownsAreBounded(t *testing.T) {
 	spec, _ := json.Marshal(crashSpec{Addr: f.addr, List: m.opts.ListPath, Text: m.opts.TextPath, Threads: threads})
 	child := exec.Command(os.Args[0], "-test.run=^TestCrashFalseUnknownsAreBounded$")
 	child.Env = append(os.Environ(), "MAILROUTE_CRASH_CHILD="+string(spec))
+	toChild, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromChild, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	select {
+	case <-frozen:
+	case <-time.After(20 * time.Second):
+		_ = child.Process.Kill()
+		_ = child.Wait()
 		mu.Lock()
-		b := blocked
-		mu.Unlock()
-		if b == threads {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = child.Process.Kill()
-			_ = child.Wait()
-			t.Fatalf("%d of %d sessions reached the frozen server", b, threads)
-		}
-		time.Sleep(5 * time.Millisecond)
+		defer mu.Unlock()
+		t.Fatalf("%d of %d sessions reached the frozen server", blocked, threads)
 	}
-	// Every worker waits for the reply to a dot; let the journal commit
-	// what was queued (the worst case: every mark taken ahead on disk).
-	time.Sleep(300 * time.Millisecond)
+	// Every worker waits for the reply to a dot and takes nothing more
+	// ahead. The worst case is every mark taken ahead on disk: the child
+	// flushes its journal when asked, and says so.
+	flushed := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(fromChild)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "flushed") {
+				flushed <- l
+				return
+			}
+		}
+		flushed <- "the child's output ended"
+	}()
+	if _, err := io.WriteString(toChild, "flush\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-flushed:
+		if l != "flushed" {
+			_ = child.Process.Kill()
+			t.Fatalf("the child did not flush its journal: %s", l)
+		}
+	case <-time.After(20 * time.Second):
+		_ = child.Process.Kill()
+		t.Fatal("the child did not flush its journal in 20s")
+	}
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +190,28 @@ func crashChild(t *testing.T, spec string) {
 	m.opts.Timeouts = Timeouts{Connect: time.Minute, Command: time.Minute, Data: time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, _ = m.runCtx(t, ctx)
+	e, err := New(m.cfg, m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			// A message sent (an atomic counter, raised by a worker
+			// after Run opened the journal) orders the look at
+			// e.journal after Run set it.
+			if e.Progress(time.Now()).Sent == 0 {
+				fmt.Println("flushed nothing: no message was sent yet")
+				continue
+			}
+			if err := e.journal.Flush(); err != nil {
+				fmt.Println("flushed nothing:", err)
+				continue
+			}
+			fmt.Println("flushed")
+		}
+	}()
+	_, _ = e.Run(ctx)
 }
 
 // noneInFlight checks that a run that ended without a crash left no
@@ -180,9 +235,12 @@ func noneInFlight(t *testing.T, m *mailing) {
 func TestDrainPutsBackWhatWasTakenAhead(t *testing.T) {
 	f := newFakeServer(t, nil, false)
 	var acks atomic.Int64
+	twenty := make(chan struct{}) // the run is well under way: drain it
 	f.onData = func(*smtp.Conn, string, int) error {
-		time.Sleep(2 * time.Millisecond)
-		acks.Add(1)
+		time.Sleep(2 * time.Millisecond) // a server slow enough to drain a run mid-way
+		if acks.Add(1) == 20 {
+			close(twenty)
+		}
 		return nil
 	}
 	m := newMailing(t, f.addr, addrs(200, "example.test")...)
@@ -191,11 +249,14 @@ func TestDrainPutsBackWhatWasTakenAhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ran := make(chan struct{})
+	defer close(ran)
 	go func() {
-		for acks.Load() < 20 {
-			time.Sleep(time.Millisecond)
+		select {
+		case <-twenty:
+			e.Drain()
+		case <-ran: // ended before 20 messages: the counts below say so
 		}
-		e.Drain()
 	}()
 	rep, err := e.Run(context.Background())
 	if err != nil {
