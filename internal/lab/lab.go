@@ -162,7 +162,8 @@ type Lab struct {
 	// stsServing: ServeMTASTS started its server (tests call it in turn,
 	// not concurrently).
 	stsServing bool
-	ready      bool // Start completed
+	ready      bool     // Start completed
+	rcptOf     sync.Map // maildir file path → its Delivered-To (maildir.go)
 	down       sync.Once
 }
 

@@ -33,7 +33,7 @@ func (l *Lab) maildirFiles() []maildirFile {
 				continue
 			}
 			p := filepath.Join(base, sub, e.Name())
-			files = append(files, maildirFile{path: p, to: deliveredTo(p)})
+			files = append(files, maildirFile{path: p, to: l.deliveredTo(p)})
 		}
 	}
 	// Maildir names start with the delivery time in seconds and microseconds (R.Mn...),
@@ -42,8 +42,23 @@ func (l *Lab) maildirFiles() []maildirFile {
 	return files
 }
 
-// deliveredTo reads the first Delivered-To header of a message file.
-func deliveredTo(path string) string {
+// deliveredTo is the first Delivered-To header of a message file, read
+// once: a file in new/ never changes, and tests that wait for a whole list
+// ask again and again (without the memo, waiting for n recipients read
+// n² files).
+func (l *Lab) deliveredTo(path string) string {
+	if to, ok := l.rcptOf.Load(path); ok {
+		return to.(string)
+	}
+	to := readDeliveredTo(path)
+	if to != "" {
+		l.rcptOf.Store(path, to)
+	}
+	return to
+}
+
+// readDeliveredTo reads the first Delivered-To header of a message file.
+func readDeliveredTo(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
