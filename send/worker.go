@@ -63,6 +63,9 @@ type slot struct {
 	j   *job
 	msg txn
 	buf []byte // msg.Data's memory, reused from message to message
+	// sent is when its transaction was streamed (stream.go): its round
+	// trip is measured from then.
+	sent time.Time
 }
 
 // newWorker makes a worker for relay mode (one session to one relay) or
@@ -130,8 +133,10 @@ func (w *worker) wantAhead() int {
 
 // takeAhead tops the worker's lookahead up from the jobs on offer now,
 // without waiting for one, and records each as data_sent.
-func (w *worker) takeAhead() {
-	want := w.wantAhead()
+func (w *worker) takeAhead() { w.takeAheadTo(w.wantAhead()) }
+
+// takeAheadTo tops the lookahead up to want jobs.
+func (w *worker) takeAheadTo(want int) {
 	for len(w.ahead) < want && w.e.soft.Err() == nil {
 		select {
 		case n := <-w.e.jobs:
