@@ -74,7 +74,7 @@ func (c *Client) Stream(m *Txn) error {
 	n := contentSize(m.Data)
 	c.line("BDAT " + strconv.Itoa(n) + " LAST")
 	c.tr.body(n)
-	writeContent(c, m.Data)
+	writeLines(c.w, m.Data, false) // the chunk: CRLF lines, no dot-stuffing (RFC 3030 §2)
 	e.end = c.out.n + int64(c.w.Buffered())
 	c.stream = append(c.stream, e)
 	return nil
@@ -196,33 +196,12 @@ func (c *Client) lostErr() error {
 // errLost marks a streamed transaction whose replies will not come.
 var errLost = errors.New("no reply: the session ended")
 
-// contentSize is the size of msg as writeContent sends it.
+// contentSize is the size of msg as a BDAT chunk (writeLines, no
+// dot-stuffing).
 func contentSize(msg []byte) int {
 	n := len(msg) + bytes.Count(msg, []byte{'\n'}) - bytes.Count(msg, []byte("\r\n"))
 	if len(msg) > 0 && msg[len(msg)-1] != '\n' {
 		n += 2
 	}
 	return n
-}
-
-// writeContent writes msg as a BDAT chunk: lines end in CRLF (a bare LF
-// becomes CRLF, RFC 5321 §2.3.8) and the content ends with one, as DATA's
-// would; no dot-stuffing, since the size, not a dot, ends it (RFC 3030 §2).
-func writeContent(c *Client, msg []byte) {
-	w := c.w
-	for len(msg) > 0 {
-		i := bytes.IndexByte(msg, '\n')
-		if i < 0 {
-			w.Write(msg)
-			w.WriteString("\r\n")
-			return
-		}
-		if i > 0 && msg[i-1] == '\r' {
-			w.Write(msg[:i+1])
-		} else {
-			w.Write(msg[:i])
-			w.WriteString("\r\n")
-		}
-		msg = msg[i+1:]
-	}
 }

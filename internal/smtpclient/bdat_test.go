@@ -316,9 +316,9 @@ func TestStreamTraceHidesContent(t *testing.T) {
 func TestContentSize(t *testing.T) {
 	for _, in := range []string{"", "a", "a\n", "a\r\n", "a\nb", "a\r\nb\r\n", "\n\n", "a\r", ".\r\n..\n"} {
 		var b bytes.Buffer
-		c := &Client{w: bufio.NewWriter(&b)}
-		writeContent(c, []byte(in))
-		c.w.Flush()
+		w := bufio.NewWriter(&b)
+		writeLines(w, []byte(in), false)
+		w.Flush()
 		if contentSize([]byte(in)) != b.Len() {
 			t.Errorf("%q: size %d, written %d (%q)", in, contentSize([]byte(in)), b.Len(), b.String())
 		}

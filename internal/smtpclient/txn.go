@@ -330,20 +330,31 @@ func (s *Client) data(m, next *Txn) (string, Stage, error) {
 	return msg, StageDot, nil
 }
 
-// writeData writes msg as the content of DATA (RFC 5321 §4.5.2): a line
+// WriteData writes msg as the content of DATA (RFC 5321 §4.5.2): a line
 // that starts with "." gets one more, a bare LF becomes CRLF (§2.3.8), and
 // the content ends with CRLF so that the final "." stands on its own line.
 // The error is the writer's first, if any.
 func WriteData(w *bufio.Writer, msg []byte) error {
+	writeLines(w, msg, true)
+	// bufio.Writer keeps its first error and returns it from every call.
+	_, err := w.Write(nil)
+	return err
+}
+
+// writeLines writes msg with CRLF line ends, a final one added if missing,
+// and with dotStuff a "." before every line that starts with one. DATA
+// stuffs; a BDAT chunk does not, since its size, not a dot, ends it (RFC
+// 3030 §2).
+func writeLines(w *bufio.Writer, msg []byte, dotStuff bool) {
 	for len(msg) > 0 {
-		if msg[0] == '.' {
+		if dotStuff && msg[0] == '.' {
 			w.WriteByte('.')
 		}
 		i := bytes.IndexByte(msg, '\n')
 		if i < 0 {
 			w.Write(msg)
 			w.WriteString("\r\n")
-			break
+			return
 		}
 		if i > 0 && msg[i-1] == '\r' {
 			w.Write(msg[:i+1])
@@ -353,9 +364,6 @@ func WriteData(w *bufio.Writer, msg []byte) error {
 		}
 		msg = msg[i+1:]
 	}
-	// bufio.Writer keeps its first error and returns it from every call.
-	_, err := w.Write(nil)
-	return err
 }
 
 func isASCII(s string) bool {
