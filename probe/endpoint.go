@@ -60,9 +60,9 @@ func (p *Prober) probeEndpoint(ctx context.Context, e *Endpoint) {
 	}
 }
 
-// startTLS speaks plaintext SMTP and upgrades when STARTTLS is offered;
-// true when the conversation went through (QUIT ends it).
-func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client, info *TLSInfo, start time.Time) bool {
+// greetAndHello reads the greeting and says EHLO (HELO to a server that
+// knows no EHLO); false, with the problem set, when either fails.
+func (p *Prober) greetAndHello(ctx context.Context, e *Endpoint, c *smtpclient.Client, start time.Time) bool {
 	err := c.Greet()
 	p.takeGreeting(e, c, start)
 	if err == nil {
@@ -70,6 +70,15 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client
 	}
 	if err != nil {
 		e.setProblem(p.conversationProblem(ctx, c, err))
+		return false
+	}
+	return true
+}
+
+// startTLS speaks plaintext SMTP and upgrades when STARTTLS is offered;
+// true when the conversation went through (QUIT ends it).
+func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client, info *TLSInfo, start time.Time) bool {
+	if !p.greetAndHello(ctx, e, c, start) {
 		return false
 	}
 	if c.EHLO.Code == 250 { // not after a HELO
@@ -122,13 +131,7 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, c *smtpclient.Cli
 	st, _ := c.TLS()
 	fillTLS(info, st)
 	e.TLS = info
-	err := c.Greet()
-	p.takeGreeting(e, c, start)
-	if err == nil {
-		err = c.Hello()
-	}
-	if err != nil {
-		e.setProblem(p.conversationProblem(ctx, c, err))
+	if !p.greetAndHello(ctx, e, c, start) {
 		return false
 	}
 	e.EHLOTLS = c.Extensions()
