@@ -383,6 +383,39 @@ func TestTranscriptAuthLoginRefused(t *testing.T) {
 	checkNoSecret(t, got)
 }
 
+// XOAUTH2's bearer token is a secret like a password (#11): the initial
+// response is hidden, and so is the empty line that answers the server's
+// JSON error challenge.
+func TestTranscriptAuthXOAUTH2Hidden(t *testing.T) {
+	const token = "ya29.token-5f0e-never-shown"
+	ir := base64.StdEncoding.EncodeToString([]byte("user=" + authUser + "\x01auth=Bearer " + token + "\x01\x01"))
+	challenge := base64.StdEncoding.EncodeToString([]byte(`{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`))
+	c, trace, done := pipeClient(t, Options{InsecureAuth: true,
+		Auth: func() (sasl.Client, error) { return SASLClient("xoauth2", authUser, token) }}, func(s *fakeServer) {
+		s.send("220 relay.test ESMTP\r\n")
+		s.reply("EHLO client.test", "250-relay.test\r\n250 AUTH XOAUTH2\r\n")
+		s.reply("AUTH XOAUTH2 "+ir, "334 "+challenge+"\r\n")
+		s.reply("", "535 5.7.8 Username and Password not accepted\r\n")
+		s.quit()
+	})
+	err := c.Open(context.Background())
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("Open: %v, want AUTH 535", err)
+	}
+	c.Quit()
+	wait(t, done)
+	got := trace.String()
+	for _, want := range []string{"[1]  -> AUTH XOAUTH2 <hidden>\n", "[1] <-  334 " + challenge + "\n", "[1]  -> <hidden>\n", "[1] <-  535 5.7.8"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("trace lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, token) || strings.Contains(got, ir) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte(token))) {
+		t.Errorf("the trace holds the token:\n%s", got)
+	}
+}
+
 func TestTranscriptAuthRefusedWithoutTLS(t *testing.T) {
 	// No InsecureAuth: not a byte of AUTH goes out in clear.
 	c, trace, done := pipeClient(t, Options{
