@@ -163,3 +163,41 @@ func TestLabStreamFallsBackToData(t *testing.T) {
 	}
 	exactlyOnce(t, l, m, nil)
 }
+
+// TestLabStreamKill is the crash test with streaming: mailroute is killed
+// (-9) while transactions are in flight to the relay. The re-run must send
+// every recipient the relay never took, never one twice; the ones in
+// flight are listed unknown, no more than the window of its 2 sessions
+// (README "Design: the journal": 32 + 16 + 1 each).
+func TestLabStreamKill(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	m := newLabMailing(t, relayConfig(l, "threads = 2", ""), addrs(600, lab.AlphaDomain, "x"))
+	lab.Mailroute(t) // built before the clock starts
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := m.command(ctx, t, l)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for ctx.Err() == nil && strings.Count(l.Log("relay"), "sasl_username=") < 100 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	taken := strings.Count(l.Log("relay"), "sasl_username=")
+	if taken >= len(m.addrs) {
+		t.Fatalf("the run finished (%d taken by the relay) before it could be killed", taken)
+	}
+	rep, _ := m.run(t, l)
+	unknown := map[string]bool{}
+	for _, a := range rep.UnknownRecipients {
+		unknown[a] = true
+	}
+	if rep.Counts.Sent+rep.Counts.Unknown != len(m.addrs) || len(unknown) != rep.Counts.Unknown || rep.Counts.Unknown > 2*(32+16+1) {
+		t.Fatalf("after resume: counts %+v, unknown listed %v", rep.Counts, rep.UnknownRecipients)
+	}
+	deliveredButRefused(t, l, m, nil, rep.UnknownRecipients)
+	t.Logf("killed with %d taken by the relay; resume sent %d more; %d unknown", taken, rep.ThisRun.Sent, rep.Counts.Unknown)
+}
