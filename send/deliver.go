@@ -78,7 +78,7 @@ type directDeliverer struct{ e *Engine }
 
 func (d directDeliverer) deliver(ctx context.Context, j *job, m *txn) result {
 	j.target = j.rcpt.Domain
-	mx, policy, err := d.e.mx.lookup(ctx, j.rcpt.Domain)
+	mx, policy, err := d.e.mx.Lookup(ctx, j.rcpt.Domain)
 	if r := mxResult(mx, err); r != nil {
 		return *r
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,115 +19,11 @@ import (
 	"github.com/mailroute/mailroute/internal/smtpclient"
 	"github.com/mailroute/mailroute/internal/sts"
 	"github.com/mailroute/mailroute/send/journal"
+	"github.com/mailroute/mailroute/send/mx"
 )
 
-// MXResolver finds where a domain's mail goes; *resolve.Resolver is one.
-type MXResolver interface {
-	MX(ctx context.Context, domain string) (*resolve.MXResult, error)
-}
-
-// mxCacheSize bounds the MX cache. The list is streamed, not sorted, so
-// recipients of one domain come at any time; a big LRU keeps each domain
-// resolved about once without the cache growing with the list.
-const mxCacheSize = 10000
-
-// mxRetryAfter is how long a temporary DNS failure is remembered: long
-// enough that a burst of recipients at a broken domain costs one look-up,
-// short enough that the retry of a deferred recipient asks again.
-const mxRetryAfter = 30 * time.Second
-
-// mxCache resolves each domain once (concurrent askers share the look-up)
-// and remembers the answer for the run: its MX hosts and, with sts set,
-// its MTA-STS policy, which is looked up with them.
-type mxCache struct {
-	r   MXResolver
-	sts *sts.Fetcher // nil: MTA-STS is not looked up
-	now func() time.Time
-
-	mu             sync.Mutex
-	byKey          map[string]*list.Element
-	lru            *list.List // of *mxEntry, most recent first
-	unreadPolicies []string   // domains whose MTA-STS policy could not be read, and why (the first maxUnread)
-}
-
-// maxUnread caps the MTA-STS failures a report names.
-const maxUnread = 10
-
-type mxEntry struct {
-	domain  string
-	ready   chan struct{} // closed when res/err are set
-	res     *resolve.MXResult
-	err     error
-	policy  *sts.Policy // the domain's MTA-STS policy; nil: none (or none could be had)
-	expires time.Time   // zero: for the run
-}
-
-func newMXCache(r MXResolver, now func() time.Time) *mxCache {
-	return &mxCache{r: r, now: now, byKey: map[string]*list.Element{}, lru: list.New()}
-}
-
-// lookup returns domain's MX hosts and its MTA-STS policy (nil: none).
-func (c *mxCache) lookup(ctx context.Context, domain string) (*resolve.MXResult, *sts.Policy, error) {
-	c.mu.Lock()
-	if el, ok := c.byKey[domain]; ok {
-		ent := el.Value.(*mxEntry)
-		select {
-		case <-ent.ready:
-			if !ent.expires.IsZero() && c.now().After(ent.expires) {
-				c.lru.Remove(el)
-				delete(c.byKey, domain)
-				goto miss
-			}
-		default:
-		}
-		c.lru.MoveToFront(el)
-		c.mu.Unlock()
-		select {
-		case <-ent.ready:
-			return ent.res, ent.policy, ent.err
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		}
-	}
-miss:
-	ent := &mxEntry{domain: domain, ready: make(chan struct{})}
-	c.byKey[domain] = c.lru.PushFront(ent)
-	for c.lru.Len() > mxCacheSize {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.byKey, old.Value.(*mxEntry).domain)
-	}
-	c.mu.Unlock()
-
-	ent.res, ent.err = c.r.MX(ctx, domain)
-	if ent.err != nil && isTemporaryDNS(ent.err) {
-		ent.expires = c.now().Add(mxRetryAfter)
-	}
-	if ent.err == nil && !ent.res.Null && c.sts != nil {
-		// RFC 8461 §5: a policy that cannot be had is no policy; the
-		// domain's mail goes as it would without MTA-STS.
-		var err error
-		if ent.policy, err = c.sts.Lookup(ctx, domain); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
-			if len(c.unreadPolicies) < maxUnread {
-				c.unreadPolicies = append(c.unreadPolicies, domain+": "+err.Error())
-			}
-			c.mu.Unlock()
-		}
-		if ent.policy != nil && ent.policy.Mode != sts.Enforce {
-			ent.policy = nil // testing and none change nothing for delivery
-		}
-	}
-	close(ent.ready)
-	return ent.res, ent.policy, ent.err
-}
-
-// unread returns the MTA-STS policies that could not be read, for the report.
-func (c *mxCache) unread() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.unreadPolicies)
-}
+// MXResolver finds where a domain's mail goes (mx.Resolver).
+type MXResolver = mx.Resolver
 
 // familyWanted reports whether a is of the address family the config
 // asks for.
@@ -164,14 +59,6 @@ func (e *Engine) resolverFailing(err error) {
 	if first && e.opts.Notify != nil {
 		e.opts.Notify(fmt.Sprintf("%v; recipients wait (pending) until it answers, the run ends at %s if it does not (retry.unreachable)", err, when(deadline, now)))
 	}
-}
-
-func isTemporaryDNS(err error) bool {
-	var re *resolve.Error
-	if errors.As(err, &re) {
-		return re.Temporary()
-	}
-	return true
 }
 
 // pool keeps idle direct sessions for reuse by the next recipient of the
@@ -338,7 +225,7 @@ func (e *Engine) directWorker(ctx context.Context) {
 			e.settle(j, *res)
 			continue
 		}
-		mx, policy, err := e.mx.lookup(ctx, j.rcpt.Domain)
+		mx, policy, err := e.mx.Lookup(ctx, j.rcpt.Domain)
 		if resolverDown(err) {
 			// The resolver itself does not answer: not the recipient's
 			// fault. It stays pending; the run ends if this lasts.

@@ -1,7 +1,6 @@
 package send
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/mailroute/mailroute/internal/config"
 	"github.com/mailroute/mailroute/internal/dnstest"
-	"github.com/mailroute/mailroute/internal/resolve"
 	"github.com/mailroute/mailroute/send/journal"
 )
 
@@ -177,43 +175,6 @@ func TestDirectOpportunisticTLSUsesTLS(t *testing.T) {
 	if !sawTLS.Load() || rep.TLSFallbacks != 0 {
 		t.Errorf("TLS %v, fallbacks %d", sawTLS.Load(), rep.TLSFallbacks)
 	}
-}
-
-func TestMXCacheResolvesOncePerDomain(t *testing.T) {
-	var calls int
-	r := mxFunc(func(ctx context.Context, domain string) (*resolve.MXResult, error) {
-		calls++
-		if domain == "temp.test" {
-			return nil, &resolve.Error{Name: domain, Kind: resolve.ServFail}
-		}
-		return &resolve.MXResult{Domain: domain}, nil
-	})
-	now := time.Unix(1000, 0)
-	c := newMXCache(r, func() time.Time { return now })
-	for range 3 {
-		if _, _, err := c.lookup(context.Background(), "a.test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if calls != 1 {
-		t.Errorf("%d look-ups for one domain", calls)
-	}
-	c.lookup(context.Background(), "temp.test")
-	c.lookup(context.Background(), "temp.test")
-	if calls != 2 {
-		t.Errorf("a temporary failure was not cached for a while (%d calls)", calls)
-	}
-	now = now.Add(mxRetryAfter + time.Second)
-	c.lookup(context.Background(), "temp.test")
-	if calls != 3 {
-		t.Errorf("a temporary failure was cached too long (%d calls)", calls)
-	}
-}
-
-type mxFunc func(ctx context.Context, domain string) (*resolve.MXResult, error)
-
-func (f mxFunc) MX(ctx context.Context, domain string) (*resolve.MXResult, error) {
-	return f(ctx, domain)
 }
 
 func TestDeadHostsAreTriedLast(t *testing.T) {

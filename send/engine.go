@@ -26,6 +26,7 @@ import (
 	"github.com/mailroute/mailroute/send/journal"
 	"github.com/mailroute/mailroute/send/list"
 	"github.com/mailroute/mailroute/send/message"
+	"github.com/mailroute/mailroute/send/mx"
 )
 
 // Options is what a run needs besides the Config.
@@ -129,7 +130,7 @@ type Engine struct {
 	stats   *list.Stats
 
 	relays   []*relayTarget
-	mx       *mxCache
+	mx       *mx.Cache
 	dead     *deadHosts
 	roots    *x509.CertPool // direct mode: for MTA-STS; nil: the system roots
 	pool     *pool
@@ -395,7 +396,7 @@ func (e *Engine) prepareTargets() error {
 			}
 			r = res
 		}
-		e.mx = newMXCache(r, e.now)
+		e.mx = mx.New(r, e.now)
 		e.dead = newDeadHosts()
 		stsr, ok := r.(sts.Resolver)
 		if !ok || e.cfg.Direct.IgnoreMTASTS {
@@ -406,9 +407,9 @@ func (e *Engine) prepareTargets() error {
 			return &Error{Err: fmt.Errorf("direct.ca_file: %w", err), Hint: "a PEM file of CA certificates", Setup: true}
 		}
 		e.roots = roots
-		e.mx.sts = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.WithDefaults().Connect * 2, Now: e.now}
+		e.mx.STS = &sts.Fetcher{Resolver: stsr, RootCAs: roots, Timeout: e.opts.Timeouts.WithDefaults().Connect * 2, Now: e.now}
 		if dir := mtaSTSCacheDir(e.cfg.Direct.MTASTSCache); dir != "" {
-			e.mx.sts.Cache = &sts.Cache{Dir: dir}
+			e.mx.STS.Cache = &sts.Cache{Dir: dir}
 		}
 		return nil
 	}

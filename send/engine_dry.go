@@ -107,7 +107,7 @@ func (e *Engine) dryRun() (*Report, error) {
 			continue
 		}
 		if e.mx != nil {
-			mx, policy, err := e.mx.lookup(e.soft, rcpt.Domain)
+			mx, policy, err := e.mx.Lookup(e.soft, rcpt.Domain)
 			if policy != nil && !seenSTS[rcpt.Domain] {
 				seenSTS[rcpt.Domain] = true
 				if plan.MTASTSCount++; len(plan.MTASTS) < maxPlanDomains {

@@ -224,7 +224,7 @@ func (e *Engine) report(start time.Time) *Report {
 	}
 	e.tally.fill(rep)
 	if e.mx != nil {
-		rep.MTASTSUnread = e.mx.unread()
+		rep.MTASTSUnread = e.mx.Unread()
 	}
 	// Rows the run never reached are pending.
 	counted := rep.Counts.Sent + rep.Counts.Deferred + rep.Counts.Failed + rep.Counts.Unknown + rep.Counts.Pending
