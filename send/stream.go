@@ -22,7 +22,10 @@ import (
 // replies (the pace the server keeps), doubled so that the server always
 // has the next transaction read before it answers this one, plus two,
 // between 2 and maxInFlight. A near relay gets a small k, a far one a
-// large k. (Measured at 50 ms: once the bandwidth-delay product, k was 10
+// large k. A new session starts at 2 and widens by one per reply (slow
+// start), and a refusal that is not the recipient's (internal/replies)
+// narrows it to 1, so a relay refusing the sender is asked no more often
+// than its breaker allows. (Measured at 50 ms: once the bandwidth-delay product, k was 10
 // and 485 msg/s; at least 24, 531 msg/s: the server's pace.) The jobs
 // taken ahead are topped up to fill the window, and each is streamed once
 // its record is on disk, so the journal's commit latency is hidden too.
@@ -43,7 +46,8 @@ const maxInFlight = 32
 type flight struct {
 	free   []*slot // slots not in use, reused
 	queue  []*slot // in flight, oldest first
-	k      int
+	k      int     // the window now: grows by one per reply up to want, back to 1 after a held refusal
+	want   int     // the window the measurements call for
 	minRTT time.Duration
 	gap    time.Duration // between replies: an average
 	last   time.Time     // the last reply
@@ -76,7 +80,24 @@ func (f *flight) measure(now, sent time.Time) {
 	if f.gap > 0 {
 		k = int(2*f.minRTT/f.gap) + 2
 	}
-	f.k = max(2, min(k, maxInFlight))
+	f.want = max(2, min(k, maxInFlight))
+}
+
+// opened is the window of a new session: two, growing from there (grow),
+// as TCP's slow start does, so that a relay that refuses the sender is
+// asked about as often as without streaming before its breaker opens.
+func (f *flight) opened() { f.k = 2 }
+
+// grow widens the window by one after a reply that was not a held
+// refusal (so it doubles each round trip), up to what is wanted; a held
+// refusal shrinks it to one: the next transaction waits for the verdict
+// on this one.
+func (f *flight) grow(held bool) {
+	if held {
+		f.k = 1
+		return
+	}
+	f.k = min(f.k+1, max(f.want, 2))
 }
 
 // relayStream carries jobs over s, first being the job the worker holds
@@ -84,9 +105,7 @@ func (f *flight) measure(now, sent time.Time) {
 // session if it may carry more, else closes it and returns nil.
 func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *session, first *job) *session {
 	f := w.flight
-	if f.k == 0 {
-		f.k = 8 // until the first replies are measured
-	}
+	f.opened()
 	// add streams j, whose message is in sl: its record must say data_sent
 	// and be on disk first (the hooks wait for it).
 	add := func(sl *slot, j *job) bool {
@@ -160,6 +179,7 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 		default:
 			e.afterRelay(t, w, j, res)
 			dropped = dropped || res.drop
+			f.grow(res.held)
 		}
 		f.free = append(f.free, sl)
 		// Enough taken ahead to fill the window, and what a commit takes:
