@@ -44,10 +44,11 @@ const maxInFlight = 32
 
 // flight is a worker's streaming state across its sessions.
 type flight struct {
-	free   []*slot // slots not in use, reused
-	queue  []*slot // in flight, oldest first
-	k      int     // the window now: grows by one per reply up to want, back to 1 after a held refusal
-	want   int     // the window the measurements call for
+	free   []*slot  // slots not in use, reused
+	queue  []*slot  // in flight, oldest first
+	on     *session // the session k is for: a new one starts small again
+	k      int      // the window now: grows by one per reply up to want, back to 1 after a held refusal
+	want   int      // the window the measurements call for
 	minRTT time.Duration
 	gap    time.Duration // between replies: an average
 	last   time.Time     // the last reply
@@ -105,7 +106,10 @@ func (f *flight) grow(held bool) {
 // session if it may carry more, else closes it and returns nil.
 func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *session, first *job) *session {
 	f := w.flight
-	f.opened()
+	if f.on != s {
+		f.on = s
+		f.opened()
+	}
 	// add streams j, whose message is in sl: its record must say data_sent
 	// and be on disk first (the hooks wait for it).
 	add := func(sl *slot, j *job) bool {
@@ -134,7 +138,7 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 	// go again on the next session, and the refusal counts once, as it
 	// would have without streaming.
 	dropped := false
-	for len(f.queue) > 0 {
+	for {
 		// Fill: taken-ahead jobs whose records are on disk go at once; the
 		// worker waits for a commit (or a job) only when nothing is in flight.
 		for !dropped && len(f.queue) < f.k && s.CanStream() && s.Room() && t.isDown() == nil {
