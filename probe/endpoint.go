@@ -96,7 +96,7 @@ func (p *Prober) startTLS(ctx context.Context, e *Endpoint, c *smtpclient.Client
 			e.setProblem(p.conversationProblem(ctx, c, err))
 			return false
 		}
-		d := describe(smtpclient.Classify("TLS", err))
+		d := smtpclient.Classify("TLS", err).Words()
 		e.setProblem(ProblemTLS, d, "after STARTTLS: "+d)
 		return false
 	}
@@ -123,7 +123,7 @@ func (p *Prober) implicitTLS(ctx context.Context, e *Endpoint, c *smtpclient.Cli
 				"expected TLS from the first byte (port "+strconv.Itoa(e.Port)+"), got a plaintext greeting: "+replies[0].String())
 			return false
 		}
-		d := describe(smtpclient.Classify("TLS", err))
+		d := smtpclient.Classify("TLS", err).Words()
 		e.setProblem(ProblemTLS, d, "TLS handshake failed: "+d)
 		return false
 	}
@@ -196,24 +196,14 @@ func (p *Prober) conversationProblem(ctx context.Context, c *smtpclient.Client, 
 	case len(replies) == 1 && timedOut:
 		return ProblemEHLO, "", fmt.Sprintf("no reply to EHLO within %s", 2*p.Timeout)
 	case len(replies) == 1:
-		return ProblemEHLO, describe(ce), "EHLO failed: " + describe(ce)
+		return ProblemEHLO, ce.Words(), "EHLO failed: " + ce.Words()
 	}
-	return ProblemOther, describe(ce), describe(ce)
+	return ProblemOther, ce.Words(), ce.Words()
 }
 
 // setProblem records what stopped the conversation, in kind and in words.
 func (e *Endpoint) setProblem(kind ProblemKind, detail, text string) {
 	e.ProblemKind, e.ProblemDetail, e.Problem = kind, detail, text
-}
-
-func describe(e *smtpclient.Error) string {
-	if e == nil {
-		return ""
-	}
-	if e.Code != 0 {
-		return strings.TrimSpace(fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Message))
-	}
-	return e.Message
 }
 
 func mechanisms(s string) []string {

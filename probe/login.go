@@ -69,7 +69,7 @@ func (p *Prober) Login(ctx context.Context, e *Endpoint, cred Credentials) *Logi
 	l.Offered, l.Mechanism = s.offered, s.mech
 	if err != nil {
 		if err.Code != 0 {
-			l.Reply = describe(err)
+			l.Reply = err.Words()
 		}
 		l.Error = err.Error()
 		return l

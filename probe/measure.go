@@ -224,9 +224,9 @@ func (mm *measurer) sessions() bool {
 		mm.evidence("sessions: %d held at once (the cap); none refused", len(held))
 		return true
 	}
-	m.SessionReply = describe(refusal)
+	m.SessionReply = refusal.Words()
 	if len(held) == 0 {
-		m.Error = "could not open a session" + failedAt(refusal) + ": " + describe(refusal)
+		m.Error = "could not open a session" + failedAt(refusal) + ": " + refusal.Words()
 		mm.evidence("sessions: none: the first was refused%s: %s", failedAt(refusal), m.SessionReply)
 		return false
 	}
@@ -264,8 +264,8 @@ func (mm *measurer) transactions() {
 	s, err := mm.session()
 	if err != nil {
 		if !mm.cancelled() {
-			m.Error = "could not open a session for the transactions" + failedAt(err) + ": " + describe(err)
-			m.TransactionReply, m.TransactionCommand = describe(err), err.Command
+			m.Error = "could not open a session for the transactions" + failedAt(err) + ": " + err.Words()
+			m.TransactionReply, m.TransactionCommand = err.Words(), err.Command
 		}
 		return
 	}
@@ -292,7 +292,7 @@ func (mm *measurer) transactions() {
 		return
 	}
 	refused := time.Now()
-	m.TransactionReply, m.TransactionCommand = describe(refusal), refusal.Command
+	m.TransactionReply, m.TransactionCommand = refusal.Words(), refusal.Command
 	mm.evidence("transactions: %d accepted in one session (MAIL/RCPT/RSET, no DATA); transaction %d was refused at %s: %s",
 		m.Transactions, m.Transactions+1, refusal.Command, m.TransactionReply)
 	if m.Transactions == 0 && refusal.Permanent {
@@ -305,7 +305,7 @@ func (mm *measurer) transactions() {
 	s.Close()
 	f, ferr := mm.session()
 	if ferr != nil {
-		mm.evidence("per session: unknown: a new session was refused%s: %s", failedAt(ferr), describe(ferr))
+		mm.evidence("per session: unknown: a new session was refused%s: %s", failedAt(ferr), ferr.Words())
 	} else {
 		sent, err := mm.transaction(f)
 		if err == nil {
@@ -315,7 +315,7 @@ func (mm *measurer) transactions() {
 			return
 		}
 		refused = sent
-		mm.evidence("per session: no: a new session was refused at once at %s: %s", err.Command, describe(err))
+		mm.evidence("per session: no: a new session was refused at once at %s: %s", err.Command, err.Words())
 	}
 	if mm.cancelled() {
 		return
@@ -392,7 +392,7 @@ func (w *window) measure(first, refused time.Time) {
 	var lastNo2 time.Time
 	for refusal == nil && n <= mm.opt.MaxTransactions {
 		if err := w.ensure(); err != nil {
-			coarse("second cycle failed: " + describe(err))
+			coarse("second cycle failed: " + err.Words())
 			return
 		}
 		sent, err := mm.transaction(w.s)
@@ -406,7 +406,7 @@ func (w *window) measure(first, refused time.Time) {
 		coarse(fmt.Sprintf("the second cycle accepted more than %d transactions: the limit is not a fixed count per window", mm.opt.MaxTransactions))
 		return
 	}
-	mm.evidence("window: second cycle: %d accepted, then refused at %s: %s", n, refusal.Command, describe(refusal))
+	mm.evidence("window: second cycle: %d accepted, then refused at %s: %s", n, refusal.Command, refusal.Words())
 	step := min(max((hi-lo)/16, minFineStep), 5*time.Second)
 	next := yes.Add(lo - 2*step)
 	if t := lastNo2.Add(step); next.Before(t) {
@@ -453,7 +453,7 @@ func (w *window) retry(at time.Time) (sent time.Time, ok, done bool) {
 				return time.Now(), false, false // turned away at setup: a refused retry
 			}
 			if !mm.cancelled() {
-				mm.m.WindowNote = "window not measured: a retry session failed" + failedAt(err) + ": " + describe(err)
+				mm.m.WindowNote = "window not measured: a retry session failed" + failedAt(err) + ": " + err.Words()
 			}
 			return time.Time{}, false, true
 		}
@@ -464,7 +464,7 @@ func (w *window) retry(at time.Time) (sent time.Time, ok, done bool) {
 		case err.Code != 0:
 			return sent, false, false
 		case attempt > 0 || mm.cancelled():
-			mm.m.WindowNote = "window not measured: " + describe(err)
+			mm.m.WindowNote = "window not measured: " + err.Words()
 			return time.Time{}, false, true
 		}
 		// The connection was lost, most likely to an idle timeout between

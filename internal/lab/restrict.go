@@ -107,18 +107,10 @@ func (l *Lab) rcptReply(ctx context.Context, from, to string) (string, error) {
 		return "", err
 	}
 	if err := c.Mail(from); err != nil {
-		return replyOf(err), nil
+		return err.Words(), nil
 	}
 	if err := c.Rcpt(to); err != nil {
-		return replyOf(err), nil
+		return err.Words(), nil
 	}
 	return "250", nil
-}
-
-// replyOf is a refusal as the server wrote it: code, enhanced code, words.
-func replyOf(err *smtpclient.Error) string {
-	if !err.Reply() {
-		return err.Error()
-	}
-	return strings.TrimSpace(fmt.Sprintf("%d %s %s", err.Code, err.Enhanced, err.Message))
 }

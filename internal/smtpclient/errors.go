@@ -43,6 +43,19 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Words is the failure as the server wrote it, "550 5.1.1 no such user",
+// without the command; a failure that was not a reply is its description.
+// Nil gives "".
+func (e *Error) Words() string {
+	if e == nil {
+		return ""
+	}
+	if e.Code != 0 {
+		return strings.TrimSpace(fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Message))
+	}
+	return e.Message
+}
+
 // Temporary reports whether a later attempt may succeed.
 func (e *Error) Temporary() bool { return !e.Permanent }
 

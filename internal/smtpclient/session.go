@@ -139,7 +139,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	conn, err := dial(dctx, "tcp", opts.Addr)
 	cancel()
 	if err != nil {
-		opts.Trace.session(opts.Addr).note("connect failed: %v", err)
+		opts.Trace.ConnectFailed(opts.Addr, err)
 		return nil, Classify("connect", err)
 	}
 	c := New(ctx, conn, opts)
