@@ -240,20 +240,28 @@ func (e *Engine) relayWorker(ctx context.Context, t *relayTarget) {
 			// The relay answered MAIL FROM by now (or the session broke
 			// after it may have): the message counts against its limits.
 			tok.Done(e.now())
-			e.counted(t.name, &res)
-			if res.held {
-				if v, se := e.refusals.Paused(t.name); v != nil {
-					t.markDown(se) // a breaker opened: the relay is left alone
-				}
-			}
-			if res.relayFault != nil {
-				e.relayLost(j, t, res.relayFault)
-				break
-			}
-			e.settle(j, res)
+			e.settleRelay(t, j, res)
 			break
 		}
 	}
+}
+
+// settleRelay settles what one transaction to relay t came to, streamed
+// or not: the refusal counts for the relay's breaker (one that opens
+// leaves the relay alone), a relay fault hands the job to another relay
+// or ends the run, anything else is the recipient's outcome.
+func (e *Engine) settleRelay(t *relayTarget, j *job, res result) {
+	e.counted(t.name, &res)
+	if res.held {
+		if v, se := e.refusals.Paused(t.name); v != nil {
+			t.markDown(se)
+		}
+	}
+	if res.relayFault != nil {
+		e.relayLost(j, t, res.relayFault)
+		return
+	}
+	e.settle(j, res)
 }
 
 // relayLost hands back a job whose relay could not be reached: to another

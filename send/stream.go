@@ -198,28 +198,15 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 	return s
 }
 
-// afterRelay settles what one transaction to relay t came to, as the
-// relay worker does: a relay fault takes the relay down, a held refusal
-// counts for its breaker, a transaction that never reached the server goes
-// again first.
+// afterRelay settles a streamed transaction (settleRelay), except one
+// that never reached the server: it goes first on the next session.
 func (e *Engine) afterRelay(t *relayTarget, w *worker, j *job, res result) {
 	if res.relayFault != nil {
 		t.markDown(res.relayFault)
 	}
 	if res.stale && !res.interrupted && res.journalErr == nil {
-		// Nothing of it reached the server: the next session sends it.
 		w.ahead = append([]*job{j}, w.ahead...)
 		return
 	}
-	e.counted(t.name, &res)
-	if res.held {
-		if v, se := e.refusals.Paused(t.name); v != nil {
-			t.markDown(se)
-		}
-	}
-	if res.relayFault != nil {
-		e.relayLost(j, t, res.relayFault)
-		return
-	}
-	e.settle(j, res)
+	e.settleRelay(t, j, res)
 }
