@@ -29,6 +29,9 @@ type Single struct {
 	Resolver MXResolver
 	Timeouts Timeouts
 	Trace    *smtpclient.Trace // the conversation, secrets hidden (--trace)
+	// Notify, when set, is told at once what holds the message back: a
+	// relay that does not answer is tried again for retry.unreachable.
+	Notify func(msg string)
 }
 
 // SingleResult is what became of a Single.
@@ -84,7 +87,7 @@ func SendSingle(ctx context.Context, cfg *config.Config, m Single) (*SingleResul
 	if err := tmpl.SetUnsubscribe(c.Unsubscribe); err != nil {
 		return setup(err)
 	}
-	e := &Engine{cfg: &c, opts: Options{Resolver: m.Resolver, Timeouts: m.Timeouts.WithDefaults(), Trace: m.Trace},
+	e := &Engine{cfg: &c, opts: Options{Resolver: m.Resolver, Timeouts: m.Timeouts.WithDefaults(), Trace: m.Trace, Notify: m.Notify},
 		now: time.Now, tmpl: tmpl, hard: ctx, soft: ctx, tally: newTally(), refusals: replies.NewBreakers(), sessions: quota.NewSemaphore(1)}
 	if e.helo, err = heloName(&c); err != nil {
 		return setup(err)

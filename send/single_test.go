@@ -135,3 +135,26 @@ func TestSendSingleRefusesHeaderInjection(t *testing.T) {
 		t.Fatalf("err = %v, want a setup error", err)
 	}
 }
+
+// TestSendSingleSaysItWaits: a relay that refuses connections is tried
+// again for retry.unreachable; the person waiting is told at once, with
+// the time it gives up, not left with a silent wait.
+func TestSendSingleSaysItWaits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connections are refused
+	cfg := singleConfig(addr)
+	cfg.Retry.Unreachable = config.Duration(1500 * time.Millisecond)
+	var said []string
+	_, err = SendSingle(context.Background(), cfg, Single{From: "me@example.test", To: "me@example.test", Subject: "t", Text: "x\n",
+		Timeouts: fastTimeouts, Notify: func(msg string) { said = append(said, msg) }})
+	if err == nil {
+		t.Fatal("sent through a relay that refuses connections")
+	}
+	if len(said) != 1 || !strings.Contains(said[0], "trying again until") {
+		t.Errorf("told %q, want one notice of the retries and until when", said)
+	}
+}

@@ -2,6 +2,7 @@ package send
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/mailroute/mailroute/send/journal"
@@ -176,7 +177,9 @@ func (e *Engine) relayStream(ctx context.Context, t *relayTarget, w *worker, s *
 		case s.ChunkingFailed():
 			// BDAT offered, not understood: DATA with this relay from now
 			// on; nothing of this transaction was delivered.
-			t.noBDAT.Store(true)
+			if t.noBDAT.CompareAndSwap(false, true) && e.opts.Notify != nil {
+				e.opts.Notify(fmt.Sprintf("relay %s offers CHUNKING but did not take BDAT (%s): DATA, one message per round trip, for the rest of the run", t.name, err))
+			}
 			w.ahead = append([]*job{j}, w.ahead...)
 		case dropped && res.se != nil && res.se.Reply() && res.state != journal.StateSent:
 			w.ahead = append([]*job{j}, w.ahead...)

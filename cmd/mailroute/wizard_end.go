@@ -111,7 +111,8 @@ func (w *wizard) testMessage(ctx context.Context) error {
 		host, via, time.Now().Format("2006-01-02 15:04 MST"))
 	single := send.Single{From: w.from, To: to, Subject: "mailroute test message", Text: text,
 		Resolver: w.p.Resolver, Timeouts: send.Timeouts{Connect: w.p.Timeout, Command: 30 * time.Second, Data: time.Minute},
-		Trace: w.p.Trace} // --trace: the test message too
+		Trace:  w.p.Trace, // --trace: the test message too
+		Notify: func(msg string) { w.say("%s", msg) }}
 	// The measurement may have used up the relay's allowance, and when it
 	// found no window nobody knows when the relay takes mail again: a 4xx
 	// then says so, not that the way does not work. Try again for a while,
