@@ -1,9 +1,11 @@
 package send_test
 
 import (
+	"bytes"
 	"context"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +105,9 @@ func TestLabStream421InTheMiddle(t *testing.T) {
 	if !strings.Contains(l.Log("relay"), "too many errors") {
 		t.Error("the relay never said 421 too many errors: the case was not met")
 	}
+	if rep.Streamed == 0 || rep.MaxInFlight < 2 {
+		t.Errorf("streamed %d, at most %d in flight: the 421 did not meet a stream", rep.Streamed, rep.MaxInFlight)
+	}
 	deliveredButRefused(t, l, m, bad, rep.UnknownRecipients)
 	t.Logf("counts %+v", c)
 }
@@ -132,6 +137,9 @@ func TestLabStreamReset(t *testing.T) {
 	}
 	if rep.Counts.Sent+rep.Counts.Unknown != 800 || rep.Counts.Failed != 0 {
 		t.Fatalf("counts %+v reasons %+v error %q\n%s", rep.Counts, rep.Reasons, rep.Error, stderr)
+	}
+	if rep.MaxInFlight < 2 {
+		t.Errorf("at most %d in flight: the reset did not meet a stream", rep.MaxInFlight)
 	}
 	if rep.Counts.Unknown > 2*(32+16) {
 		t.Errorf("%d unknown: more than the in-flight window of 2 sessions (README Design: the journal)", rep.Counts.Unknown)
@@ -175,7 +183,9 @@ func TestLabStreamKill(t *testing.T) {
 	lab.Mailroute(t) // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := m.command(ctx, t, l)
+	cmd := m.command(ctx, t, l, "--trace")
+	var trace lockedBuffer
+	cmd.Stderr = &trace
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +197,9 @@ func TestLabStreamKill(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	taken := strings.Count(l.Log("relay"), "sasl_username=")
+	if n := bdatAhead(trace.String()); n < 2 {
+		t.Fatalf("the killed run had at most %d BDAT in flight: the kill did not meet a stream", n)
+	}
 	if taken >= len(m.addrs) {
 		t.Fatalf("the run finished (%d taken by the relay) before it could be killed", taken)
 	}
@@ -200,4 +213,45 @@ func TestLabStreamKill(t *testing.T) {
 	}
 	deliveredButRefused(t, l, m, nil, rep.UnknownRecipients)
 	t.Logf("killed with %d taken by the relay; resume sent %d more; %d unknown", taken, rep.ThisRun.Sent, rep.Counts.Unknown)
+}
+
+// bdatAhead reads a --trace and returns the most BDAT commands one session
+// sent with no reply read in between: how many transactions it had in
+// flight at least.
+func bdatAhead(trace string) int {
+	run := map[string]int{}
+	most := 0
+	for _, line := range strings.Split(trace, "\n") {
+		session, rest, ok := strings.Cut(line, "] ")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rest, " -> BDAT "):
+			run[session]++
+			most = max(most, run[session])
+		case strings.HasPrefix(rest, "<-"):
+			run[session] = 0
+		}
+	}
+	return most
+}
+
+// lockedBuffer is a bytes.Buffer a child process writes to while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
