@@ -92,24 +92,10 @@ func (p *Prober) echoResolver6(ctx context.Context, server string) (*resolve.Res
 // Gmail refuses IPv6 mail from addresses without a reverse name, and wants
 // SPF or DKIM on it (https://support.google.com/a/answer/81126).
 func identity6Summary(v6 *Identity) string {
-	s := "Over IPv6 this machine is " + v6.PublicIP
-	switch {
-	case v6.ForwardConfirmed:
-		s += "; its reverse name " + v6.ConfirmedName + " points back to it (forward-confirmed)"
-	case len(v6.PTR) > 0:
-		s += "; its reverse name " + strings.Join(v6.PTR, ", ") + " does not point back to it: Gmail refuses mail from such IPv6 senders"
-	default:
-		s += "; it has no reverse name (PTR): Gmail refuses mail from IPv6 addresses without one"
-	}
-	for _, l := range v6.Listings {
-		switch {
-		case l.Error != "":
-			s += "; " + l.Zone + " could not be asked (" + l.Error + ")"
-		case l.Listed:
-			s += "; listed on " + l.Zone + ": " + strings.Join(l.Meaning, ", ")
-		case !l.QueryRefused:
-			s += "; not listed on " + l.Zone
-		}
-	}
-	return s + ". Receivers judge mail sent over IPv6 by this address, and Gmail also requires SPF or DKIM for it."
+	return identityWords(v6, identityWording{
+		lead:    "Over IPv6 this machine is ",
+		noMatch: ": Gmail refuses mail from such IPv6 senders",
+		noPTR:   "Gmail refuses mail from IPv6 addresses without one",
+		end:     ". Receivers judge mail sent over IPv6 by this address, and Gmail also requires SPF or DKIM for it.",
+	})
 }

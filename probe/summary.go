@@ -270,26 +270,49 @@ func identitySummary(id *Identity) string {
 	if id.PublicIP == "" {
 		return "This machine's public address is unknown: " + strings.Join(id.Unknown, "; ") + "."
 	}
-	s := "This machine's public address is " + id.PublicIP
+	return identityWords(id, identityWording{
+		lead:       "This machine's public address is ",
+		noMatch:    " (many receivers reject such senders)",
+		noPTR:      "many receivers reject mail sent directly from it",
+		sayRefused: true,
+		end:        ".",
+	})
+}
+
+// identityWording is what an identity summary says beyond the facts: for
+// IPv4 and IPv6 alike it names the reverse name and the blocklists, with
+// the consequences that differ.
+type identityWording struct {
+	lead       string // before the address
+	noMatch    string // after "does not point back to it"
+	noPTR      string // after "it has no reverse name (PTR): "
+	sayRefused bool   // a blocklist that refused the query is said (IPv4: the resolver is to blame)
+	end        string
+}
+
+// identityWords is an identity's summary in the words w gives.
+func identityWords(id *Identity, w identityWording) string {
+	s := w.lead + id.PublicIP
 	switch {
 	case id.ForwardConfirmed:
 		s += "; its reverse name " + id.ConfirmedName + " points back to it (forward-confirmed)"
 	case len(id.PTR) > 0:
-		s += "; its reverse name " + strings.Join(id.PTR, ", ") + " does not point back to it (many receivers reject such senders)"
+		s += "; its reverse name " + strings.Join(id.PTR, ", ") + " does not point back to it" + w.noMatch
 	default:
-		s += "; it has no reverse name (PTR): many receivers reject mail sent directly from it"
+		s += "; it has no reverse name (PTR): " + w.noPTR
 	}
 	for _, l := range id.Listings {
 		switch {
 		case l.Error != "":
 			s += "; " + l.Zone + " could not be asked (" + l.Error + ")"
-		case l.QueryRefused:
+		case l.QueryRefused && w.sayRefused:
 			s += "; " + l.Zone + " refused the query (use your own resolver, not a public one)"
+		case l.QueryRefused:
 		case l.Listed:
 			s += "; listed on " + l.Zone + ": " + strings.Join(l.Meaning, ", ")
 		default:
 			s += "; not listed on " + l.Zone
 		}
 	}
-	return s + "."
+	return s + w.end
 }
